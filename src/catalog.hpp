@@ -1,0 +1,27 @@
+// catalog.hpp: reading gsb's own catalogs (gsb.site, gsb.tables) with plain
+// heap scans, so that it also works under the historic snapshot of logical
+// decoding, where SPI cannot run.
+//
+// These are PostgreSQL-style functions: they may raise a PostgreSQL error, so
+// call them from frames without C++ objects or inside gsb::PgCall.
+// Not for: writing catalogs (the SQL API does that) or peers' state.
+#pragma once
+
+#include "pg.hpp"
+
+namespace gsb::catalog {
+
+enum class TableMode { kNone, kRealtime, kDaily };
+
+// How gsb.tables registers relid; kNone when it is not registered or the
+// extension is not installed in this database.
+TableMode LookupTableMode(Oid relid);
+
+// This site's name from gsb.site, palloc'd in the current memory context, or
+// nullptr before gsb.init_site().
+char *LookupSiteName();
+
+// OID of a relation in schema gsb, or InvalidOid when absent.
+Oid GsbRelation(const char *relname);
+
+} // namespace gsb::catalog

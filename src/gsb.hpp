@@ -1,0 +1,24 @@
+// gsb.hpp: settings and start-up hooks shared across gsb's modules.
+// Not for: protocol (protocol.hpp), interop (interop.hpp), catalogs (catalog.hpp).
+#pragma once
+
+namespace gsb {
+
+// GUC values, owned by module.cpp. Intervals are in milliseconds.
+extern char *guc_database;
+extern int guc_heartbeat_interval_ms;
+extern int guc_failover_timeout_ms;
+extern int guc_failback_delay_ms;
+extern int guc_config_sync_interval_s;
+extern char *guc_maintenance_window;
+extern char *guc_fault_injection;
+extern int guc_apply_timeout_ms;
+
+// True when `point` is named in gsb.fault_injection (a test hook; superuser).
+bool FaultInjected(const char *point);
+
+// Registers the supervisor background worker; called from _PG_init when gsb is
+// in shared_preload_libraries. Defined in bgworker/supervisor.cpp.
+void RegisterSupervisor();
+
+} // namespace gsb

@@ -1,0 +1,88 @@
+// module.cpp: the library's entry: PG_MODULE_MAGIC, _PG_init and gsb's GUCs.
+// Not for: the output plugin's callbacks (output_plugin.cpp) or workers.
+#include "pg.hpp"
+
+extern "C" {
+#include "utils/guc.h"
+}
+
+#include <climits>
+#include <cstring>
+
+#include "gsb.hpp"
+#include "interop.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+}
+
+namespace gsb {
+
+char *guc_database = nullptr;
+int guc_heartbeat_interval_ms = 1000;
+int guc_failover_timeout_ms = 10000;
+int guc_failback_delay_ms = 60000;
+int guc_config_sync_interval_s = 86400;
+char *guc_maintenance_window = nullptr;
+char *guc_fault_injection = nullptr;
+int guc_apply_timeout_ms = 60000;
+
+bool FaultInjected(const char *point) {
+    if (guc_fault_injection == nullptr || guc_fault_injection[0] == '\0')
+        return false;
+    // A comma-separated list of names; match whole names only.
+    size_t len = strlen(point);
+    for (const char *p = guc_fault_injection; (p = strstr(p, point)) != nullptr; p += len) {
+        bool starts = p == guc_fault_injection || p[-1] == ',' || p[-1] == ' ';
+        bool ends = p[len] == '\0' || p[len] == ',' || p[len] == ' ';
+        if (starts && ends)
+            return true;
+    }
+    return false;
+}
+
+namespace {
+
+void DefineGucs() {
+    DefineCustomStringVariable("gsb.database", "Database that gsb's workers serve.", nullptr,
+                               &guc_database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr,
+                               nullptr);
+    DefineCustomIntVariable("gsb.heartbeat_interval", "How often the site monitor checks the peer.",
+                            nullptr, &guc_heartbeat_interval_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("gsb.failover_timeout",
+                            "The backup becomes active when the primary has been unreachable "
+                            "this long; 0 turns automatic failover off.",
+                            nullptr, &guc_failover_timeout_ms, 10000, 0, INT_MAX, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("gsb.failback_delay",
+                            "The primary becomes active again once reachable this long and "
+                            "caught up; -1 means failback only by hand.",
+                            nullptr, &guc_failback_delay_ms, 60000, -1, INT_MAX, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("gsb.config_sync_interval",
+                            "How often the backup copies the daily tables from the primary.",
+                            nullptr, &guc_config_sync_interval_s, 86400, 1, INT_MAX, PGC_SIGHUP,
+                            GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("gsb.maintenance_window",
+                               "Daily maintenance window, e.g. '19:00-21:00 America/Los_Angeles'.",
+                               nullptr, &guc_maintenance_window, "", PGC_SIGHUP, 0, nullptr,
+                               nullptr, nullptr);
+    DefineCustomIntVariable("gsb.apply_timeout",
+                            "The apply worker drops a peer connection that has been silent this "
+                            "long.",
+                            nullptr, &guc_apply_timeout_ms, 60000, 0, INT_MAX, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "gsb.fault_injection", "Comma-separated fault points to trigger (tests only).", nullptr,
+        &guc_fault_injection, "", PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
+    MarkGUCPrefixReserved("gsb");
+}
+
+} // namespace
+} // namespace gsb
+
+void _PG_init(void) {
+    gsb::DefineGucs();
+}
