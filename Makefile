@@ -12,7 +12,8 @@ SRCS := $(sort $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp))
 OBJS = $(SRCS:.cpp=.o)
 
 REGRESS = $(basename $(notdir $(sort $(wildcard sql/*.sql))))
-REGRESS_OPTS = --temp-instance=tmp_regress --temp-config=test/regress.conf
+REGRESS_OPTS = --temp-instance=tmp_regress --temp-config=test/regress.conf \
+	--encoding=UTF8 --no-locale
 TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
@@ -35,6 +36,7 @@ include $(PGXS)
 # 15.19+ needs output_plugin_libraries, older minors refuse to start with it.
 installcheck: test/regress.conf
 test/regress.conf: scripts/pgconf.sh
+	@mkdir -p $(@D)
 	sh scripts/pgconf.sh "$(shell $(PG_CONFIG) --bindir)" > $@
 
 GTEST_LIBS = -lgtest -lgtest_main -lpthread

@@ -1,0 +1,246 @@
+#!/bin/bash
+# scripts/test.sh [SUITE...]: gsb's whole test suite, as CI runs it (.ci/run).
+#
+#   sudo bash scripts/test.sh            # lint, unit, regress, tap
+#   sudo bash scripts/test.sh unit tap   # some of them
+#
+# Suites: lint (clang-format check), unit (gtest protocol tests, no server),
+# regress (pg_regress on one temporary cluster: sql/ against expected/), tap
+# (t/*.pl, multi-cluster tests with PostgreSQL::Test::Cluster).
+#
+# It installs missing packages (deps.sh), copies the source tree into a fresh
+# work directory, builds there, installs gsb into PostgreSQL 15 and runs the
+# suites. As root, PostgreSQL (which refuses root) and the build run as the user
+# postgres; as another user, everything runs as that user if it may write the
+# server's directories. A suite also fails when a server log shows a crash
+# (`terminated by signal` or PANIC). The work directory is kept on failure (or
+# with KEEP=1). Also read: PROVE_TESTS='t/001_x.pl ...', PROVE_FLAGS, REGRESS
+# (space-separated test names), PG_CONFIG, GSB_TEST_TIMEOUT (seconds for each
+# suite; by default lint and unit 300, regress 900, tap 3000, which keeps a run
+# within CI's 90 minutes).
+#
+# Not for: testing against a running server (see README.md, Tests).
+set -uo pipefail
+
+all_suites=(lint unit regress tap)
+suites=()
+for arg; do
+	case $arg in
+	lint | unit | regress | tap) suites+=("$arg") ;;
+	-h | --help)
+		sed -n '2,23s/^# \{0,1\}//p' "$0"
+		exit 0
+		;;
+	*)
+		echo "test.sh: unknown suite '$arg' (suites: ${all_suites[*]})" >&2
+		exit 2
+		;;
+	esac
+done
+((${#suites[@]})) || suites=("${all_suites[@]}")
+
+# shellcheck source=scripts/sites.sh
+source "$(dirname "${BASH_SOURCE[0]}")/sites.sh"
+repo=$GSB_REPO
+
+# Expected outputs assume a UTF-8 C locale: initdb takes its encoding from the
+# environment, and psql's column widths depend on that encoding.
+unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME LANGUAGE
+export LANG=C.UTF-8
+declare -A suite_timeout=([lint]=300 [unit]=300 [regress]=900 [tap]=3000)
+
+bash "$repo/scripts/deps.sh" || exit 1
+gsb_pg_init
+
+wants() {
+	local s
+	for s in "${suites[@]}"; do [[ $s == "$1" ]] && return 0; done
+	return 1
+}
+# Only regress and tap need gsb installed into the server.
+needs_install=false
+if wants regress || wants tap; then needs_install=true; fi
+
+if [[ $EUID -eq 0 ]]; then
+	GSB_RUN_AS=postgres
+	id -u postgres >/dev/null 2>&1 || gsb_die "there is no user 'postgres'"
+elif $needs_install; then
+	gsb_choose_runner test.sh
+else
+	GSB_RUN_AS=
+fi
+
+work=$(mktemp -d /tmp/gsb-test.XXXXXX) || gsb_die "cannot make a work directory"
+export GSB_HOME=$work
+gsb_say "work directory $work (as ${GSB_RUN_AS:-$(id -un)})"
+gsb_copy_tree "$repo" "$work" || gsb_die "could not copy the source tree into $work"
+cd "$work" || exit 1
+
+declare -A result note
+set_result() {
+	result[$1]=$2
+	note[$1]=${3:-}
+}
+
+# Runs one suite's command as the runner, under a time limit, with its output
+# also kept in $work/suite-<suite>.log.
+run_suite() {
+	local name=$1 rc limit=${GSB_TEST_TIMEOUT:-${suite_timeout[$1]}}
+	shift
+	gsb_say "$name"
+	gsb_as timeout -k 30 "$limit" "$@" </dev/null 2>&1 | tee "$work/suite-$name.log"
+	rc=${PIPESTATUS[0]}
+	if ((rc == 0)); then
+		set_result "$name" passed
+	elif ((rc == 124 || rc == 137)); then
+		set_result "$name" failed "timed out after ${limit}s"
+	else
+		set_result "$name" failed "exit code $rc"
+	fi
+	return "$rc"
+}
+
+# Stops every server that a suite left running under the work directory (a
+# test killed by the time limit leaves its clusters behind).
+stop_leftover_servers() {
+	local pidfile
+	while IFS= read -r pidfile; do
+		gsb_pg_stop "$(dirname "$pidfile")" immediate
+	done < <(find "$work" -maxdepth 5 -name postmaster.pid 2>/dev/null)
+}
+
+# Fails suite $1 when one of the server logs given shows a crash.
+check_server_logs() {
+	local name=$1 hits
+	shift
+	hits=$(grep -HnE 'terminated by signal|PANIC' "$@" 2>/dev/null)
+	if [[ -n $hits ]]; then
+		echo "$name: the server log shows a crash:"
+		echo "$hits"
+		if [[ ${result[$name]:-} == failed ]]; then
+			set_result "$name" failed "${note[$name]}; server log shows a crash"
+		else
+			set_result "$name" failed "server log shows a crash"
+		fi
+	fi
+}
+
+build_ok=true
+if $needs_install; then
+	gsb_say "build (make -j2)"
+	if ! gsb_build "$work"; then
+		build_ok=false
+		build_note="not run: the build failed"
+	else
+		gsb_say "install (make install)"
+		if ! gsb_install "$work" >"$work/make-install.log" 2>&1; then
+			cat "$work/make-install.log"
+			build_ok=false
+			build_note="not run: make install failed"
+		fi
+	fi
+fi
+
+if wants lint; then
+	run_suite lint make lint
+fi
+
+if wants unit; then
+	if compgen -G 'test/unit/*.cpp' >/dev/null; then
+		run_suite unit make unit PG_CONFIG="$PG_CONFIG"
+	else
+		set_result unit skipped "no tests in test/unit/ yet"
+	fi
+fi
+
+if wants regress; then
+	if ! $build_ok; then
+		set_result regress failed "$build_note"
+	elif ! compgen -G 'sql/*.sql' >/dev/null; then
+		set_result regress skipped "no tests in sql/ yet"
+	else
+		args=(installcheck TAP_TESTS= PG_CONFIG="$PG_CONFIG")
+		[[ -n ${REGRESS:-} ]] && args+=(REGRESS="$REGRESS")
+		run_suite regress make "${args[@]}"
+		stop_leftover_servers
+		check_server_logs regress log/*.log tmp_regress/log/*
+		if [[ ${result[regress]} == failed ]]; then
+			if [[ -s regression.diffs ]]; then
+				gsb_say "regression.diffs (first 400 lines)"
+				head -n 400 regression.diffs
+			fi
+			for f in log/postmaster.log tmp_regress/log/postmaster.log; do
+				[[ -f $f ]] || continue
+				gsb_say "end of $f"
+				tail -n 40 "$f"
+			done
+		fi
+	fi
+fi
+
+if wants tap; then
+	if ! $build_ok; then
+		set_result tap failed "$build_note"
+	elif ! compgen -G 't/*.pl' >/dev/null; then
+		set_result tap skipped "no tests in t/ yet"
+	else
+		args=(installcheck REGRESS= PG_CONFIG="$PG_CONFIG")
+		[[ -n ${PROVE_TESTS:-} ]] && args+=(PROVE_TESTS="$PROVE_TESTS")
+		[[ -n ${PROVE_FLAGS:-} ]] && args+=(PROVE_FLAGS="$PROVE_FLAGS")
+		run_suite tap make "${args[@]}"
+		stop_leftover_servers
+		server_logs=()
+		for f in tmp_check/log/*; do
+			[[ -f $f && $(basename "$f") != regress_log_* ]] && server_logs+=("$f")
+		done
+		((${#server_logs[@]})) && check_server_logs tap "${server_logs[@]}"
+		if [[ ${result[tap]} == failed ]]; then
+			# The tests that prove's summary names; without a summary (time
+			# limit), every test that left a log and that prove did not call ok.
+			failed_tests=$(sed -nE 's|^t/([^ ]+)\.pl +\(Wstat.*|\1|p' "$work/suite-tap.log" | sort -u)
+			if [[ -z $failed_tests ]]; then
+				ok_tests=" $(sed -nE 's|^t/([^ ]+)\.pl \.+ ok$|\1|p' "$work/suite-tap.log" | tr '\n' ' ') "
+				failed_tests=$(for f in tmp_check/log/regress_log_*; do
+					[[ -f $f ]] || continue
+					t=${f#tmp_check/log/regress_log_}
+					[[ $ok_tests == *" $t "* ]] || echo "$t"
+				done)
+			fi
+			for t in $failed_tests; do
+				for f in "tmp_check/log/regress_log_$t" tmp_check/log/"${t}"_*.log; do
+					[[ -f $f ]] || continue
+					gsb_say "end of $f"
+					tail -n 80 "$f"
+				done
+			done
+		fi
+	fi
+fi
+
+stop_leftover_servers
+
+passed=0 failed=0 skipped=0
+echo
+for s in "${suites[@]}"; do
+	r=${result[$s]:-failed}
+	n=${note[$s]:-}
+	[[ -z ${result[$s]:-} ]] && n="did not run"
+	printf '%-8s %s%s\n' "$s:" "$r" "${n:+ ($n)}"
+	case $r in
+	passed) passed=$((passed + 1)) ;;
+	skipped) skipped=$((skipped + 1)) ;;
+	*) failed=$((failed + 1)) ;;
+	esac
+done
+
+if ((failed == 0)) && [[ ${KEEP:-} != 1 ]]; then
+	cd / && rm -rf "$work"
+else
+	echo "work directory kept for inspection: $work"
+fi
+if ((skipped)); then
+	echo "suites: $passed passed, $failed failed, $skipped skipped"
+else
+	echo "suites: $passed passed, $failed failed"
+fi
+((failed == 0))

@@ -1,0 +1,179 @@
+#!/bin/bash
+# scripts/tour.sh [start|stop|status]: two local gsb sites and a scripted tour.
+#
+#   sudo bash scripts/tour.sh          # build, install, start both sites, tour
+#   sudo bash scripts/tour.sh stop     # stop both sites
+#   sudo bash scripts/tour.sh status   # are they running?
+#
+# start installs missing packages (deps.sh), builds and installs gsb, creates
+# two clusters under $GSB_TOUR_DIR (default /tmp/gsb-tour): `primary` (site sjc,
+# port 5441) and `backup` (site ams, port 5442), with gsb's settings, sockets and
+# logs in that directory and no TCP listener (GSB_TOUR_LISTEN sets
+# listen_addresses). Running it again stops the old clusters and starts afresh.
+# The clusters stay up when the script ends. As root, they run as the user
+# postgres.
+#
+# Not for: tests (scripts/test.sh), or anything but a local demonstration: every
+# local connection is trusted.
+set -euo pipefail
+
+# shellcheck source=scripts/sites.sh
+source "$(dirname "${BASH_SOURCE[0]}")/sites.sh"
+repo=$GSB_REPO
+state=${GSB_TOUR_DIR:-/tmp/gsb-tour}
+[[ $state == /* ]] || state=$PWD/$state
+state=${state%/}
+GSB_SOCKDIR=$state
+GSB_LISTEN=${GSB_TOUR_LISTEN:-}
+export GSB_HOME=$state
+
+gsb_site_define sjc primary 5441 "$state/primary" "$state/primary.log"
+gsb_site_define ams backup 5442 "$state/backup" "$state/backup.log"
+
+# ---------------------------------------------------------------------------
+# The tour itself: what a visitor sees once both sites are up and initialised.
+# Each step prints its statement, then the result (gsb_site_sql). Helpers from
+# sites.sh: gsb_site_sql SITE SQL, gsb_site_value SITE SQL (for scripts),
+# gsb_site_wait SITE BOOLEAN-SQL [SECONDS], gsb_site_conninfo SITE,
+# gsb_site_stop SITE [MODE], gsb_site_start SITE.
+# TODO(apply worker): replace with the two-site tour: add_peer both ways, writes
+# on both sides arriving on the other, failover and failback, merged usage.
+tour_steps() {
+	tour_heading "Both sites know who they are"
+	local site
+	for site in sjc ams; do
+		gsb_site_sql "$site" "SELECT gsb.site_name(), gsb.site_role();"
+	done
+
+	tour_heading "The output plugin decodes what sjc writes"
+	gsb_site_sql sjc "SELECT pg_create_logical_replication_slot('tour', 'gsb');"
+	gsb_site_sql sjc "SELECT gsb.create_account('ann@example.com', 'Ann');"
+	gsb_site_sql sjc "SELECT gsb.schedule_meeting((SELECT id FROM gsb.accounts WHERE email = 'ann@example.com'), 'Weekly sync', now() + interval '1 day');"
+	gsb_site_sql sjc "SELECT data FROM pg_logical_slot_get_changes('tour', NULL, NULL, 'format', 'text');" -A -t
+	echo
+	# A slot that nobody reads holds WAL forever.
+	gsb_site_sql sjc "SELECT pg_drop_replication_slot('tour');"
+}
+
+tour_heading() { printf '\n--- %s ---\n' "$*"; }
+
+# ---------------------------------------------------------------------------
+# Cluster management.
+
+tour_prepare() {
+	if [[ $EUID -eq 0 ]]; then
+		GSB_RUN_AS=postgres
+		id -u postgres >/dev/null 2>&1 || gsb_die "there is no user 'postgres'"
+	else
+		GSB_RUN_AS=
+	fi
+	gsb_pg_init
+	# The runner may not be allowed into the caller's directory (a clone in
+	# /root, say); programs run as postgres complain when they cannot chdir back.
+	cd /
+}
+
+tour_stop() {
+	local site
+	for site in "${GSB_SITES[@]}"; do
+		if gsb_site_running "$site"; then
+			gsb_say "stopping $site (${GSB_SITE_DIR[$site]})"
+			gsb_site_stop "$site"
+		fi
+	done
+}
+
+tour_status() {
+	local site
+	for site in "${GSB_SITES[@]}"; do
+		if gsb_site_running "$site"; then
+			echo "$site (${GSB_SITE_ROLE[$site]}): running, port ${GSB_SITE_PORT[$site]}, data ${GSB_SITE_DIR[$site]}"
+		else
+			echo "$site (${GSB_SITE_ROLE[$site]}): not running"
+		fi
+	done
+}
+
+tour_start() {
+	bash "$repo/scripts/deps.sh"
+	tour_prepare
+	[[ -n $GSB_RUN_AS ]] || gsb_choose_runner tour.sh
+
+	# The runner must reach the state directory: check its parent first.
+	if [[ -n $GSB_RUN_AS ]] && ! runuser -u "$GSB_RUN_AS" -- test -x "$(dirname "$state")"; then
+		gsb_die "$GSB_RUN_AS cannot reach $(dirname "$state"); choose another GSB_TOUR_DIR"
+	fi
+	tour_stop
+	if [[ ! -e $state ]]; then
+		gsb_own_dir "$state" || gsb_die "cannot make $state"
+	elif [[ $(stat -c %U "$state") != "${GSB_RUN_AS:-$(id -un)}" ]]; then
+		gsb_die "$state belongs to $(stat -c %U "$state"), not ${GSB_RUN_AS:-$(id -un)}; remove it or choose another GSB_TOUR_DIR"
+	fi
+	# Only what this script made is removed: GSB_TOUR_DIR may hold other things.
+	local site
+	for site in "${GSB_SITES[@]}"; do
+		rm -rf "${GSB_SITE_DIR[$site]}" "${GSB_SITE_DIR[$site]}.initdb.log" "${GSB_SITE_LOG[$site]}"
+	done
+	rm -rf "$state/build"
+	cd "$state"
+
+	gsb_say "building gsb in $state/build"
+	gsb_own_dir "$state/build"
+	gsb_copy_tree "$repo" "$state/build" || gsb_die "could not copy the source tree"
+	gsb_build "$state/build" || gsb_die "the build failed"
+	gsb_say "installing gsb into $("$PG_CONFIG" --pkglibdir)"
+	gsb_install "$state/build" >"$state/build/install.out" 2>&1 || {
+		cat "$state/build/install.out" >&2
+		gsb_die "make install failed"
+	}
+
+	for site in "${GSB_SITES[@]}"; do
+		gsb_say "site $site (${GSB_SITE_ROLE[$site]}): initdb, start on port ${GSB_SITE_PORT[$site]}"
+		gsb_site_init "$site" || gsb_die "initdb failed for $site"
+		gsb_site_start "$site" || gsb_die "could not start $site"
+		gsb_site_psql "$site" -q -c "CREATE EXTENSION gsb;" ||
+			gsb_die "CREATE EXTENSION gsb failed on $site (server log: ${GSB_SITE_LOG[$site]})"
+		gsb_site_value "$site" "SELECT gsb.init_site('$site', '${GSB_SITE_ROLE[$site]}');" >/dev/null ||
+			gsb_die "gsb.init_site failed on $site (server log: ${GSB_SITE_LOG[$site]})"
+	done
+
+	# Not `tour_steps || ...`: that would turn off set -e inside the steps.
+	trap 'echo "error: a tour step failed; the sites are still running (stop them: $(stop_command))" >&2' EXIT
+	tour_steps
+	trap - EXIT
+
+	local who=
+	[[ $GSB_RUN_AS == postgres ]] && who="sudo -u postgres "
+	cat <<-EOF
+
+		Both sites are running (server logs: $state/*.log). Connect with
+		    ${who}psql -h $state -p 5441 -U postgres postgres    # sjc, primary
+		    ${who}psql -h $state -p 5442 -U postgres postgres    # ams, backup
+		Stop them with
+		    $(stop_command)
+	EOF
+}
+
+stop_command() {
+	local cmd="bash $repo/scripts/tour.sh stop"
+	[[ -n ${GSB_TOUR_DIR:-} ]] && cmd="GSB_TOUR_DIR=$state $cmd"
+	[[ $EUID -eq 0 ]] && cmd="sudo $cmd"
+	echo "$cmd"
+}
+
+case ${1:-start} in
+start) tour_start ;;
+stop)
+	tour_prepare
+	tour_stop
+	;;
+status)
+	tour_prepare
+	tour_status
+	;;
+-h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0" ;;
+*)
+	echo "tour.sh: unknown command '$1' (start, stop or status)" >&2
+	exit 2
+	;;
+esac
