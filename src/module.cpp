@@ -11,6 +11,7 @@ extern "C" {
 
 #include "gsb.hpp"
 #include "interop.hpp"
+#include "shared_state.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -85,4 +86,8 @@ void DefineGucs() {
 
 void _PG_init(void) {
     gsb::DefineGucs();
+    if (process_shared_preload_libraries_in_progress) {
+        gsb::RequestSharedState();
+        gsb::RegisterSupervisor();
+    }
 }

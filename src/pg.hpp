@@ -16,6 +16,8 @@ extern "C" {
 // pg_config.h claims __builtin_types_compatible_p, which g++ does not have;
 // PostgreSQL's own fallback for compilers without it is a no-op.
 #undef AssertVariableIsOfType
+#undef AssertVariableIsOfTypeMacro
 #define AssertVariableIsOfType(varname, typename) ((void)true)
+#define AssertVariableIsOfTypeMacro(varname, typename) ((void)true)
 
 // port.h renames the printf family; backend code uses psprintf/StringInfo.

@@ -1,0 +1,656 @@
+// apply.cpp: the apply back end (see apply.hpp).
+//
+// PostgreSQL-style code only: no exceptions, no objects with destructors.
+// Everything allocated per change lives in the session's message context,
+// which the worker resets after each message; the relation map lives in its
+// own context and is rebuilt when the local relation changes.
+#include "pg.hpp"
+
+extern "C" {
+#include "access/commit_ts.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/tablecmds.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_relation.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgrprotos.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+}
+
+#include "apply.hpp"
+#include "catalog.hpp"
+#include "conflict.hpp"
+
+namespace gsb::apply {
+namespace {
+
+// How one of the peer's relations maps onto a local table.
+struct RelMapEntry {
+    uint32 remote_relid; // hash key: the relation's OID on the peer
+    MemoryContext cxt;   // everything below; deleted when redefined
+    // As the peer describes it (last relation message).
+    char *nspname;
+    char *relname;
+    int ncols;
+    char **colnames;
+    char **typnames;
+    // The local table, resolved at first use and after invalidation.
+    bool resolved;
+    Oid localrelid;
+    int *attmap; // remote column -> local attribute index (0-based)
+    int local_natts;
+    FmgrInfo *in_fn; // text input function per local attribute
+    Oid *in_ioparam;
+    FmgrInfo *recv_fn; // binary receive function per local attribute
+    Oid *recv_ioparam;
+    Oid key_index; // replica identity index (or primary key)
+};
+
+HTAB *relmap = nullptr;
+MemoryContext relmap_cxt = nullptr;
+
+void InvalidateLocal(Datum, Oid relid) {
+    if (relmap == nullptr)
+        return;
+    HASH_SEQ_STATUS status;
+    hash_seq_init(&status, relmap);
+    RelMapEntry *e;
+    while ((e = static_cast<RelMapEntry *>(hash_seq_search(&status))) != nullptr)
+        if (!OidIsValid(relid) || e->localrelid == relid)
+            e->resolved = false;
+}
+
+// Error context: which peer, transaction, relation and column.
+struct ErrorContextArg {
+    Session *s;
+    const char *action;
+    RelMapEntry *rel;
+    int remote_col; // -1 when not about one column
+};
+
+void ApplyErrorCallback(void *arg) {
+    auto *a = static_cast<ErrorContextArg *>(arg);
+    StringInfoData buf;
+    initStringInfo(&buf);
+    appendStringInfo(&buf,
+                     "gsb applying %s from peer \"%s\" (remote transaction %u, finished at %X/%X",
+                     a->action, a->s->peer_name, a->s->xid, LSN_FORMAT_ARGS(a->s->final_lsn));
+    appendStringInfoChar(&buf, ')');
+    if (a->rel != nullptr && a->rel->relname != nullptr)
+        appendStringInfo(&buf, " to table \"%s.%s\"", a->rel->nspname, a->rel->relname);
+    if (a->rel != nullptr && a->remote_col >= 0 && a->remote_col < a->rel->ncols)
+        appendStringInfo(&buf, ", column \"%s\"", a->rel->colnames[a->remote_col]);
+    errcontext("%s", buf.data);
+    pfree(buf.data);
+}
+
+RelMapEntry *LookupEntry(uint32 remote_relid) {
+    bool found = false;
+    auto *e = static_cast<RelMapEntry *>(hash_search(relmap, &remote_relid, HASH_FIND, &found));
+    if (e == nullptr)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                 errmsg("gsb: change for relation %u before its relation message", remote_relid)));
+    return e;
+}
+
+void ResolveEntry(Session *s, RelMapEntry *e, ErrorContextArg *ctx) {
+    if (e->resolved)
+        return;
+    ctx->rel = e;
+    RangeVar *rv = makeRangeVar(e->nspname, e->relname, -1);
+    Oid relid = RangeVarGetRelid(rv, NoLock, true);
+    if (!OidIsValid(relid))
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_TABLE),
+                 errmsg("gsb: table \"%s.%s\" sent by peer \"%s\" does not exist on this site",
+                        e->nspname, e->relname, s->peer_name),
+                 errhint("Create the table with the same columns on both sites and call "
+                         "gsb.replicate_table() on each; apply resumes by itself.")));
+    if (catalog::LookupTableMode(relid) != catalog::TableMode::kRealtime)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("gsb: table \"%s.%s\" is replicated by peer \"%s\" but not by this site",
+                        e->nspname, e->relname, s->peer_name),
+                 errhint("Call gsb.replicate_table('%s.%s') on this site too.", e->nspname,
+                         e->relname)));
+
+    Relation rel = table_open(relid, RowExclusiveLock);
+    TupleDesc desc = RelationGetDescr(rel);
+    MemoryContext old = MemoryContextSwitchTo(e->cxt);
+    int natts = desc->natts;
+    e->attmap = static_cast<int *>(palloc(sizeof(int) * Max(e->ncols, 1)));
+    e->local_natts = natts;
+    e->in_fn = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * Max(natts, 1)));
+    e->in_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(natts, 1)));
+    e->recv_fn = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * Max(natts, 1)));
+    e->recv_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(natts, 1)));
+    bool *mapped = static_cast<bool *>(palloc0(sizeof(bool) * Max(natts, 1)));
+    for (int i = 0; i < e->ncols; i++) {
+        ctx->remote_col = i;
+        int attnum = attnameAttNum(rel, e->colnames[i], false);
+        if (attnum == InvalidAttrNumber)
+            ereport(ERROR,
+                    (errcode(ERRCODE_UNDEFINED_COLUMN),
+                     errmsg("gsb: table \"%s.%s\" on this site has no column \"%s\", which peer "
+                            "\"%s\" sends",
+                            e->nspname, e->relname, e->colnames[i], s->peer_name),
+                     errhint("Give the table the same columns on both sites; apply resumes "
+                             "by itself.")));
+        Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+        if (att->attgenerated)
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("gsb: column \"%s\" of table \"%s.%s\" is generated on this "
+                                   "site but not on peer \"%s\"",
+                                   e->colnames[i], e->nspname, e->relname, s->peer_name)));
+        char *local_type = format_type_be(att->atttypid);
+        if (strcmp(local_type, e->typnames[i]) != 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATATYPE_MISMATCH),
+                     errmsg("gsb: column \"%s\" of table \"%s.%s\" is %s on this site but %s on "
+                            "peer \"%s\"",
+                            e->colnames[i], e->nspname, e->relname, local_type, e->typnames[i],
+                            s->peer_name),
+                     errhint("Give the column the same type on both sites; apply resumes by "
+                             "itself.")));
+        e->attmap[i] = attnum - 1;
+        mapped[attnum - 1] = true;
+    }
+    ctx->remote_col = -1;
+    for (int j = 0; j < natts; j++) {
+        Form_pg_attribute att = TupleDescAttr(desc, j);
+        if (att->attisdropped)
+            continue;
+        Oid fn;
+        getTypeInputInfo(att->atttypid, &fn, &e->in_ioparam[j]);
+        fmgr_info_cxt(fn, &e->in_fn[j], e->cxt);
+        Oid recv = InvalidOid;
+        getTypeBinaryInputInfo(att->atttypid, &recv, &e->recv_ioparam[j]);
+        fmgr_info_cxt(recv, &e->recv_fn[j], e->cxt);
+    }
+    Oid idx = RelationGetReplicaIndex(rel);
+    if (!OidIsValid(idx))
+        idx = RelationGetPrimaryKeyIndex(rel);
+    if (!OidIsValid(idx))
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("gsb: table \"%s.%s\" has no primary key on this site", e->nspname, e->relname),
+             errhint("gsb finds rows by key: add the same primary key as on the peer.")));
+    Relation idxrel = index_open(idx, AccessShareLock);
+    for (int k = 0; k < idxrel->rd_index->indnkeyatts; k++) {
+        AttrNumber a = idxrel->rd_index->indkey.values[k];
+        if (a <= 0 || !mapped[a - 1])
+            ereport(ERROR,
+                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                     errmsg("gsb: the key of table \"%s.%s\" on this site uses a column that "
+                            "peer \"%s\" does not send",
+                            e->nspname, e->relname, s->peer_name)));
+    }
+    index_close(idxrel, AccessShareLock);
+    e->key_index = idx;
+    MemoryContextSwitchTo(old);
+    table_close(rel, NoLock);
+    e->localrelid = relid;
+    e->resolved = true;
+}
+
+// Converts one remote value into the slot's column.
+void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_pg_attribute att,
+                Datum *value, bool *isnull) {
+    int j = e->attmap[remote_col];
+    switch (v.kind) {
+    case protocol::ValueKind::kNull:
+        *value = (Datum)0;
+        *isnull = true;
+        return;
+    case protocol::ValueKind::kUnchangedToast:
+        return; // keep what the slot has (the local row's value)
+    case protocol::ValueKind::kText: {
+        char *str = pnstrdup(v.data.data(), v.data.size());
+        *value = InputFunctionCall(&e->in_fn[j], str, e->in_ioparam[j], att->atttypmod);
+        *isnull = false;
+        return;
+    }
+    case protocol::ValueKind::kBinary: {
+        StringInfoData buf;
+        initStringInfo(&buf);
+        appendBinaryStringInfo(&buf, v.data.data(), static_cast<int>(v.data.size()));
+        *value = ReceiveFunctionCall(&e->recv_fn[j], &buf, e->recv_ioparam[j], att->atttypmod);
+        if (buf.cursor != buf.len)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+                            errmsg("gsb: incorrect binary data format in a value from the peer")));
+        *isnull = false;
+        return;
+    }
+    }
+}
+
+// Fills slot from a remote tuple. With base, columns the tuple does not carry
+// (unchanged TOAST, local-only columns) keep base's values; without base
+// they are NULL, or their default when with_defaults.
+void FillSlot(RelMapEntry *e, Relation rel, EState *estate, TupleTableSlot *slot,
+              const protocol::Tuple &tuple, TupleTableSlot *base, bool with_defaults,
+              ErrorContextArg *ctx) {
+    TupleDesc desc = RelationGetDescr(rel);
+    if (static_cast<int>(tuple.values.size()) != e->ncols)
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("gsb: peer sent %zu columns for table \"%s.%s\", its relation "
+                               "message said %d",
+                               tuple.values.size(), e->nspname, e->relname, e->ncols)));
+    ExecClearTuple(slot);
+    Datum *values = slot->tts_values;
+    bool *isnull = slot->tts_isnull;
+    bool *sent = static_cast<bool *>(palloc0(sizeof(bool) * Max(desc->natts, 1)));
+    if (base != nullptr) {
+        slot_getallattrs(base);
+        for (int j = 0; j < desc->natts; j++) {
+            values[j] = base->tts_values[j];
+            isnull[j] = base->tts_isnull[j];
+        }
+    } else {
+        for (int j = 0; j < desc->natts; j++) {
+            values[j] = (Datum)0;
+            isnull[j] = true;
+        }
+    }
+    for (int i = 0; i < e->ncols; i++) {
+        int j = e->attmap[i];
+        ctx->remote_col = i;
+        const protocol::Value &v = tuple.values[i];
+        if (v.kind == protocol::ValueKind::kUnchangedToast && base == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                            errmsg("gsb: peer sent an unchanged TOAST value for a new row")));
+        StoreValue(e, i, v, TupleDescAttr(desc, j), &values[j], &isnull[j]);
+        sent[j] = true;
+    }
+    ctx->remote_col = -1;
+    if (with_defaults) {
+        for (int j = 0; j < desc->natts; j++) {
+            Form_pg_attribute att = TupleDescAttr(desc, j);
+            if (sent[j] || att->attisdropped || att->attgenerated)
+                continue;
+            Expr *def = reinterpret_cast<Expr *>(build_column_default(rel, j + 1));
+            if (def == nullptr)
+                continue;
+            ExprState *st = ExecPrepareExpr(expression_planner(def), estate);
+            values[j] = ExecEvalExpr(st, GetPerTupleExprContext(estate), &isnull[j]);
+        }
+    }
+    ExecStoreVirtualTuple(slot);
+}
+
+// The executor state for one change on one relation.
+struct ExecCtx {
+    EState *estate;
+    ResultRelInfo *rri;
+    EPQState epq;
+};
+
+void BeginExec(ExecCtx *x, Relation rel) {
+    x->estate = CreateExecutorState();
+    RangeTblEntry *rte = makeNode(RangeTblEntry);
+    rte->rtekind = RTE_RELATION;
+    rte->relid = RelationGetRelid(rel);
+    rte->relkind = rel->rd_rel->relkind;
+    rte->rellockmode = RowExclusiveLock;
+    ExecInitRangeTable(x->estate, list_make1(rte));
+    x->rri = makeNode(ResultRelInfo);
+    InitResultRelInfo(x->rri, rel, 1, nullptr, 0);
+    x->estate->es_output_cid = GetCurrentCommandId(true);
+    ExecOpenIndices(x->rri, false);
+    AfterTriggerBeginQuery();
+    EvalPlanQualInit(&x->epq, x->estate, nullptr, NIL, -1);
+}
+
+void EndExec(ExecCtx *x) {
+    EvalPlanQualEnd(&x->epq);
+    AfterTriggerEndQuery(x->estate);
+    ExecCloseIndices(x->rri);
+    ExecResetTupleTable(x->estate->es_tupleTable, false);
+    FreeExecutorState(x->estate);
+}
+
+// Record-literal text of the key, e.g. (42) or (a,"b c").
+char *KeyText(Relation rel, Oid index_oid, TupleTableSlot *slot) {
+    Relation idx = index_open(index_oid, AccessShareLock);
+    StringInfoData buf;
+    initStringInfo(&buf);
+    appendStringInfoChar(&buf, '(');
+    slot_getallattrs(slot);
+    for (int k = 0; k < idx->rd_index->indnkeyatts; k++) {
+        AttrNumber a = idx->rd_index->indkey.values[k];
+        if (k > 0)
+            appendStringInfoChar(&buf, ',');
+        if (slot->tts_isnull[a - 1])
+            continue;
+        Oid out;
+        bool varlena;
+        getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), a - 1)->atttypid, &out, &varlena);
+        char *s = OidOutputFunctionCall(out, slot->tts_values[a - 1]);
+        bool quote = *s == '\0' || strpbrk(s, "(),\"\\ \t\n") != nullptr;
+        if (!quote) {
+            appendStringInfoString(&buf, s);
+            continue;
+        }
+        appendStringInfoChar(&buf, '"');
+        for (const char *p = s; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                appendStringInfoChar(&buf, *p);
+            appendStringInfoChar(&buf, *p);
+        }
+        appendStringInfoChar(&buf, '"');
+    }
+    appendStringInfoChar(&buf, ')');
+    index_close(idx, AccessShareLock);
+    return buf.data;
+}
+
+Datum RowJson(TupleTableSlot *slot) {
+    Datum row = ExecFetchSlotHeapTupleDatum(slot);
+    return DirectFunctionCall1(row_to_json, row);
+}
+
+void RecordConflict(Session *s, Relation rel, RelMapEntry *e, conflict::Decision d,
+                    TupleTableSlot *keyslot, TupleTableSlot *local, TupleTableSlot *remote) {
+    s->conflicts++;
+    char *key = KeyText(rel, e->key_index, keyslot);
+    Datum local_json = local ? RowJson(local) : (Datum)0;
+    Datum remote_json = remote ? RowJson(remote) : (Datum)0;
+    Oid types[8] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONOID, JSONOID, TEXTOID, TIMESTAMPTZOID};
+    Datum values[8] = {ObjectIdGetDatum(RelationGetRelid(rel)),
+                       CStringGetTextDatum(key),
+                       CStringGetTextDatum(conflict::KindName(d.kind)),
+                       CStringGetTextDatum(conflict::ResolutionName(d.resolution)),
+                       local_json,
+                       remote_json,
+                       CStringGetTextDatum(s->peer_name),
+                       TimestampTzGetDatum(s->commit_ts)};
+    char nulls[8] = {' ', ' ', ' ', ' ', local ? ' ' : 'n', remote ? ' ' : 'n', ' ', ' '};
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "gsb: SPI_connect failed");
+    int rc = SPI_execute_with_args(
+        "INSERT INTO gsb.conflicts (relation, key, kind, resolution, local_row, remote_row, "
+        "remote_site, remote_commit_ts) VALUES ($1, $2, $3, $4, $5::pg_catalog.jsonb, "
+        "$6::pg_catalog.jsonb, $7, $8)",
+        8, types, values, nulls, false, 0);
+    if (rc != SPI_OK_INSERT)
+        elog(ERROR, "gsb: could not record a conflict: %s", SPI_result_code_string(rc));
+    SPI_finish();
+    ereport(LOG, (errmsg("gsb: conflict %s on table \"%s.%s\" key %s from peer \"%s\": %s",
+                         conflict::KindName(d.kind), e->nspname, e->relname, key, s->peer_name,
+                         conflict::ResolutionName(d.resolution))));
+}
+
+// What is there locally under the key, for the conflict rules.
+conflict::Local Inspect(Session *s, TupleTableSlot *local, bool found, TupleTableSlot *remote) {
+    conflict::Local l;
+    l.exists = found;
+    if (!found)
+        return l;
+    bool isnull = false;
+    Datum xmin = slot_getsysattr(local, MinTransactionIdAttributeNumber, &isnull);
+    TimestampTz ts = 0;
+    RepOriginId origin = InvalidRepOriginId;
+    if (!isnull && TransactionIdGetCommitTsData(DatumGetTransactionId(xmin), &ts, &origin)) {
+        l.commit_ts = ts;
+        l.from_peer = origin == s->origin;
+    }
+    if (remote != nullptr) {
+        slot_getallattrs(local);
+        slot_getallattrs(remote);
+        TupleDesc desc = local->tts_tupleDescriptor;
+        bool same = true;
+        for (int j = 0; j < desc->natts && same; j++) {
+            Form_pg_attribute att = TupleDescAttr(desc, j);
+            if (att->attisdropped)
+                continue;
+            if (local->tts_isnull[j] != remote->tts_isnull[j])
+                same = false;
+            else if (!local->tts_isnull[j])
+                same = datum_image_eq(local->tts_values[j], remote->tts_values[j], att->attbyval,
+                                      att->attlen);
+        }
+        l.identical = same;
+    }
+    return l;
+}
+
+void ApplyInsert(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
+                 ErrorContextArg *ctx) {
+    ExecCtx x;
+    BeginExec(&x, rel);
+    TupleTableSlot *remote =
+        ExecInitExtraTupleSlot(x.estate, RelationGetDescr(rel), &TTSOpsVirtual);
+    TupleTableSlot *local = table_slot_create(rel, &x.estate->es_tupleTable);
+    FillSlot(e, rel, x.estate, remote, msg.new_tuple, nullptr, true, ctx);
+    bool found = RelationFindReplTupleByIndex(rel, e->key_index, LockTupleExclusive, remote, local);
+    conflict::Decision d = conflict::Decide(conflict::Op::kInsert, Inspect(s, local, found, remote),
+                                            s->commit_ts, s->local_is_primary);
+    if (d.kind != conflict::Kind::kNone)
+        RecordConflict(s, rel, e, d, remote, local, remote);
+    if (d.resolution == conflict::Resolution::kApplyRemote) {
+        if (found) {
+            // The key is there: the remote row replaces it.
+            TupleTableSlot *merged =
+                ExecInitExtraTupleSlot(x.estate, RelationGetDescr(rel), &TTSOpsVirtual);
+            FillSlot(e, rel, x.estate, merged, msg.new_tuple, local, false, ctx);
+            ExecSimpleRelationUpdate(x.rri, x.estate, &x.epq, local, merged);
+        } else {
+            ExecSimpleRelationInsert(x.rri, x.estate, remote);
+        }
+        s->changes_applied++;
+    }
+    EndExec(&x);
+}
+
+void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
+                 ErrorContextArg *ctx) {
+    ExecCtx x;
+    BeginExec(&x, rel);
+    TupleDesc desc = RelationGetDescr(rel);
+    TupleTableSlot *key = ExecInitExtraTupleSlot(x.estate, desc, &TTSOpsVirtual);
+    TupleTableSlot *local = table_slot_create(rel, &x.estate->es_tupleTable);
+    TupleTableSlot *remote = ExecInitExtraTupleSlot(x.estate, desc, &TTSOpsVirtual);
+    // The row is found by its old key when the key changed, else by the new.
+    const protocol::Tuple &key_tuple = msg.has_old ? msg.old_tuple : msg.new_tuple;
+    if (key_tuple.values.size() != static_cast<size_t>(e->ncols))
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("gsb: peer sent %zu key columns for table \"%s.%s\", expected %d",
+                               key_tuple.values.size(), e->nspname, e->relname, e->ncols)));
+    // Only the key matters for the search. Key columns are never unchanged
+    // TOAST values (a key that large cannot be indexed); skip any other.
+    ExecClearTuple(key);
+    for (int j = 0; j < desc->natts; j++) {
+        key->tts_values[j] = (Datum)0;
+        key->tts_isnull[j] = true;
+    }
+    for (int i = 0; i < e->ncols; i++) {
+        const protocol::Value &v = key_tuple.values[i];
+        if (v.kind == protocol::ValueKind::kUnchangedToast)
+            continue;
+        int j = e->attmap[i];
+        ctx->remote_col = i;
+        StoreValue(e, i, v, TupleDescAttr(desc, j), &key->tts_values[j], &key->tts_isnull[j]);
+    }
+    ctx->remote_col = -1;
+    ExecStoreVirtualTuple(key);
+
+    bool found = RelationFindReplTupleByIndex(rel, e->key_index, LockTupleExclusive, key, local);
+    if (found)
+        FillSlot(e, rel, x.estate, remote, msg.new_tuple, local, false, ctx);
+    conflict::Decision d =
+        conflict::Decide(conflict::Op::kUpdate, Inspect(s, local, found, found ? remote : nullptr),
+                         s->commit_ts, s->local_is_primary);
+    if (d.kind != conflict::Kind::kNone) {
+        if (!found) {
+            // Log the row as the peer sent it, as far as it is complete.
+            bool complete = true;
+            for (const protocol::Value &v : msg.new_tuple.values)
+                complete &= v.kind != protocol::ValueKind::kUnchangedToast;
+            if (complete)
+                FillSlot(e, rel, x.estate, remote, msg.new_tuple, nullptr, false, ctx);
+            RecordConflict(s, rel, e, d, key, nullptr, complete ? remote : nullptr);
+        } else {
+            RecordConflict(s, rel, e, d, key, local, remote);
+        }
+    }
+    if (d.resolution == conflict::Resolution::kApplyRemote && found) {
+        ExecSimpleRelationUpdate(x.rri, x.estate, &x.epq, local, remote);
+        s->changes_applied++;
+    }
+    EndExec(&x);
+}
+
+void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
+                 ErrorContextArg *ctx) {
+    ExecCtx x;
+    BeginExec(&x, rel);
+    TupleDesc desc = RelationGetDescr(rel);
+    TupleTableSlot *key = ExecInitExtraTupleSlot(x.estate, desc, &TTSOpsVirtual);
+    TupleTableSlot *local = table_slot_create(rel, &x.estate->es_tupleTable);
+    FillSlot(e, rel, x.estate, key, msg.old_tuple, nullptr, false, ctx);
+    bool found = RelationFindReplTupleByIndex(rel, e->key_index, LockTupleExclusive, key, local);
+    conflict::Decision d =
+        conflict::Decide(conflict::Op::kDelete, Inspect(s, local, found, nullptr), s->commit_ts,
+                         s->local_is_primary);
+    if (d.kind != conflict::Kind::kNone)
+        RecordConflict(s, rel, e, d, key, found ? local : nullptr, nullptr);
+    if (d.resolution == conflict::Resolution::kApplyRemote && found) {
+        ExecSimpleRelationDelete(x.rri, x.estate, &x.epq, local);
+        s->changes_applied++;
+    }
+    EndExec(&x);
+}
+
+void ApplyTruncate(Session *s, const protocol::Message &msg, ErrorContextArg *ctx) {
+    List *rels = NIL;
+    List *relids = NIL;
+    List *relids_logged = NIL;
+    for (uint32_t remote_relid : msg.relids) {
+        RelMapEntry *e = LookupEntry(remote_relid);
+        ResolveEntry(s, e, ctx);
+        Relation rel = table_open(e->localrelid, AccessExclusiveLock);
+        rels = lappend(rels, rel);
+        relids = lappend_oid(relids, e->localrelid);
+        if (RelationIsLogicallyLogged(rel))
+            relids_logged = lappend_oid(relids_logged, e->localrelid);
+    }
+    ExecuteTruncateGuts(rels, relids, relids_logged,
+                        (msg.truncate_flags & protocol::kTruncateCascade) ? DROP_CASCADE
+                                                                          : DROP_RESTRICT,
+                        (msg.truncate_flags & protocol::kTruncateRestartIdentity) != 0);
+    ListCell *lc;
+    foreach (lc, rels)
+        table_close(static_cast<Relation>(lfirst(lc)), NoLock);
+    s->changes_applied++;
+}
+
+} // namespace
+
+void Init(Session *s) {
+    if (relmap != nullptr)
+        return;
+    relmap_cxt =
+        AllocSetContextCreate(TopMemoryContext, "gsb relation map", ALLOCSET_DEFAULT_SIZES);
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof ctl);
+    ctl.keysize = sizeof(uint32);
+    ctl.entrysize = sizeof(RelMapEntry);
+    ctl.hcxt = relmap_cxt;
+    relmap = hash_create("gsb relation map", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    CacheRegisterRelcacheCallback(InvalidateLocal, 0);
+}
+
+void HandleRelation(Session *s, const protocol::Message &msg) {
+    bool found = false;
+    uint32 key = msg.relid;
+    auto *e = static_cast<RelMapEntry *>(hash_search(relmap, &key, HASH_ENTER, &found));
+    if (found && e->cxt != nullptr)
+        MemoryContextDelete(e->cxt);
+    e->cxt = AllocSetContextCreate(relmap_cxt, "gsb relation", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(e->cxt);
+    e->nspname = pnstrdup(msg.nspname.data(), msg.nspname.size());
+    e->relname = pnstrdup(msg.relname.data(), msg.relname.size());
+    e->ncols = static_cast<int>(msg.columns.size());
+    e->colnames = static_cast<char **>(palloc(sizeof(char *) * Max(e->ncols, 1)));
+    e->typnames = static_cast<char **>(palloc(sizeof(char *) * Max(e->ncols, 1)));
+    for (int i = 0; i < e->ncols; i++) {
+        e->colnames[i] = pnstrdup(msg.columns[i].name.data(), msg.columns[i].name.size());
+        e->typnames[i] = pnstrdup(msg.columns[i].type_name.data(), msg.columns[i].type_name.size());
+    }
+    MemoryContextSwitchTo(old);
+    e->resolved = false;
+    e->localrelid = InvalidOid;
+}
+
+void CheckRelation(Session *s, uint32 remote_relid) {
+    ErrorContextArg ctx = {s, "a relation", nullptr, -1};
+    ErrorContextCallback cb;
+    cb.callback = ApplyErrorCallback;
+    cb.arg = &ctx;
+    cb.previous = error_context_stack;
+    error_context_stack = &cb;
+    RelMapEntry *e = LookupEntry(remote_relid);
+    e->resolved = false;
+    ResolveEntry(s, e, &ctx);
+    error_context_stack = cb.previous;
+}
+
+void HandleChange(Session *s, const protocol::Message &msg) {
+    const char *action = msg.type == protocol::MsgType::kInsert   ? "an insert"
+                         : msg.type == protocol::MsgType::kUpdate ? "an update"
+                         : msg.type == protocol::MsgType::kDelete ? "a delete"
+                                                                  : "a truncate";
+    ErrorContextArg ctx = {s, action, nullptr, -1};
+    ErrorContextCallback cb;
+    cb.callback = ApplyErrorCallback;
+    cb.arg = &ctx;
+    cb.previous = error_context_stack;
+    error_context_stack = &cb;
+
+    PushActiveSnapshot(GetTransactionSnapshot());
+    if (msg.type == protocol::MsgType::kTruncate) {
+        ApplyTruncate(s, msg, &ctx);
+    } else {
+        RelMapEntry *e = LookupEntry(msg.relid);
+        ctx.rel = e;
+        ResolveEntry(s, e, &ctx);
+        Relation rel = table_open(e->localrelid, RowExclusiveLock);
+        switch (msg.type) {
+        case protocol::MsgType::kInsert:
+            ApplyInsert(s, e, rel, msg, &ctx);
+            break;
+        case protocol::MsgType::kUpdate:
+            ApplyUpdate(s, e, rel, msg, &ctx);
+            break;
+        case protocol::MsgType::kDelete:
+            ApplyDelete(s, e, rel, msg, &ctx);
+            break;
+        default:
+            ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                            errmsg("gsb: unexpected message type in a transaction")));
+        }
+        table_close(rel, NoLock);
+    }
+    PopActiveSnapshot();
+    CommandCounterIncrement();
+    error_context_stack = cb.previous;
+}
+
+} // namespace gsb::apply

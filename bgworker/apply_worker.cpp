@@ -1,0 +1,643 @@
+// apply_worker.cpp: one apply worker per peer.
+//
+// Start-up order follows PostgreSQL's own apply worker: signals, database
+// connection, session_replication_role = replica, empty search_path, the
+// replication origin named after the peer, and the start position from that
+// origin's progress. Then, in a loop that survives every error:
+//   connect to the peer for replication -> (first time only) create the slot
+//   on the peer and copy its rows under the slot's exported snapshot ->
+//   START_REPLICATION from the origin's progress -> apply transactions, each
+//   committed with replorigin_session_origin_lsn/_timestamp set, so progress
+//   is crash-safe and nothing is applied twice -> report the flush position
+//   only once the local commit is on disk.
+// An error (peer unreachable, malformed message, schema drift, a failed
+// apply) is logged with its context and shown in gsb.status; the worker
+// drops the connection, waits with exponential backoff and starts again from
+// the origin's progress.
+//
+// Not for: deciding conflicts (conflict.cpp) or executing changes (apply.cpp).
+#include "pg.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/origin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+}
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apply.hpp"
+#include "gsb.hpp"
+#include "interop.hpp"
+#include "peer_connection.hpp"
+#include "protocol.hpp"
+#include "shared_state.hpp"
+
+extern "C" {
+PGDLLEXPORT void gsb_apply_main(Datum arg);
+}
+
+namespace gsb {
+namespace {
+
+constexpr long kFeedbackIntervalMs = 1000;
+constexpr long kMaxBackoffMs = 30000;
+
+TimestampTz Now() {
+    return PgCall([] { return GetCurrentTimestamp(); });
+}
+
+std::string LsnText(XLogRecPtr lsn) {
+    return protocol::FormatLsn(lsn);
+}
+
+XLogRecPtr ParseLsn(const char *text) {
+    bool bad = false;
+    XLogRecPtr lsn = PgCall([&] { return pg_lsn_in_internal(text, &bad); });
+    if (bad)
+        throw Error(ERRCODE_PROTOCOL_VIOLATION, std::string("peer sent an invalid LSN: ") + text);
+    return lsn;
+}
+
+// One row of gsb.peers and what the worker needs about this site.
+struct PeerConfig {
+    bool exists = false;
+    std::string local_site;
+    bool local_is_primary = false;
+    std::string conninfo;
+    bool copy_data = true;
+    std::string sync_state;
+};
+
+class ApplyWorker {
+  public:
+    explicit ApplyWorker(const char *peer) : peer_(peer) {}
+    void Run();
+
+  private:
+    PeerConfig ReadConfig();
+    void Setup();
+    void SetState(PeerState st);
+    void RecordError(const std::exception &e);
+    void Backoff();
+    void InitialSync(PeerConnection &repl, const PeerConfig &cfg);
+    void CopyTable(PeerConnection &sql, const std::string &relid, const std::string &nspname,
+                   const std::string &relname);
+    void Stream(PeerConnection &repl, const PeerConfig &cfg);
+    void Process(PeerConnection &repl, const char *data, int len);
+    void SendFeedback(PeerConnection &repl, bool force, bool reply_requested);
+    void PublishProgress();
+
+    std::string peer_;
+    std::string origin_name_;
+    std::string slot_name_; // on the peer, named after this site
+    RepOriginId origin_ = InvalidRepOriginId;
+    apply::Session session_{};
+    protocol::Message msg_;
+    bool in_txn_ = false;
+    XLogRecPtr last_received_ = InvalidXLogRecPtr;
+    XLogRecPtr peer_end_ = InvalidXLogRecPtr;
+    XLogRecPtr last_flushed_ = InvalidXLogRecPtr;
+    TimestampTz last_feedback_ = 0;
+    TimestampTz last_message_at_ = 0;
+    long backoff_ms_ = 1000;
+    bool had_error_ = false;
+    // Local commit end -> remote commit end, for commits not yet flushed.
+    struct FlushPos {
+        XLogRecPtr local_end;
+        XLogRecPtr remote_end;
+    };
+    std::deque<FlushPos> pending_flush_;
+};
+
+// Reads the peer's row and this site's identity, in a short transaction.
+PeerConfig ApplyWorker::ReadConfig() {
+    PeerConfig cfg;
+    struct Raw {
+        bool exists;
+        char *local_site;
+        bool primary;
+        char *conninfo;
+        bool copy_data;
+        char *sync_state;
+    } raw{};
+    const char *name = peer_.c_str();
+    PgCall([&] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "gsb: SPI_connect failed");
+        Oid types[1] = {TEXTOID};
+        Datum values[1] = {CStringGetTextDatum(name)};
+        int rc = SPI_execute_with_args(
+            "SELECT s.name, s.role = 'primary', p.conninfo, p.copy_data, p.sync_state "
+            "FROM gsb.peers p CROSS JOIN gsb.site s WHERE p.name = $1",
+            1, types, values, nullptr, true, 1);
+        if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+            HeapTuple t = SPI_tuptable->vals[0];
+            TupleDesc d = SPI_tuptable->tupdesc;
+            MemoryContext spi = MemoryContextSwitchTo(TopMemoryContext);
+            raw.exists = true;
+            raw.local_site = SPI_getvalue(t, d, 1);
+            bool isnull;
+            raw.primary = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
+            raw.conninfo = SPI_getvalue(t, d, 3);
+            raw.copy_data = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
+            raw.sync_state = SPI_getvalue(t, d, 5);
+            MemoryContextSwitchTo(spi);
+        }
+        SPI_finish();
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    });
+    if (!raw.exists)
+        return cfg;
+    cfg.exists = true;
+    cfg.local_site = raw.local_site;
+    cfg.local_is_primary = raw.primary;
+    cfg.conninfo = raw.conninfo;
+    cfg.copy_data = raw.copy_data;
+    cfg.sync_state = raw.sync_state;
+    PgCall([&] {
+        pfree(raw.local_site);
+        pfree(raw.conninfo);
+        pfree(raw.sync_state);
+    });
+    return cfg;
+}
+
+// Marks the worker gone in shared memory however the process ends.
+void ClearSlotOnExit(int, Datum arg) {
+    const char *name = reinterpret_cast<const char *>(DatumGetPointer(arg));
+    if (!SharedStateAvailable())
+        return;
+    SharedState *s = Shared();
+    LWLockAcquire(s->lock, LW_EXCLUSIVE);
+    PeerSlot *slot = FindPeerSlot(s, name, false);
+    if (slot != nullptr && slot->pid == MyProcPid) {
+        slot->pid = 0;
+        slot->state = PeerState::kDown;
+    }
+    LWLockRelease(s->lock);
+}
+
+void ApplyWorker::Setup() {
+    const char *exit_name =
+        PgCall([&] { return MemoryContextStrdup(TopMemoryContext, peer_.c_str()); });
+    PgCall([&] { before_shmem_exit(ClearSlotOnExit, PointerGetDatum(exit_name)); });
+    PgCall([] {
+        // Apply as a replica: ordinary triggers and FK checks stay quiet
+        // (they ran on the site where the change was made), and no function
+        // is found through a schema a user controls.
+        SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("search_path", "", PGC_SUSET, PGC_S_OVERRIDE);
+        // Durability comes from reporting only flushed positions to the
+        // peer, as PostgreSQL's own apply worker does.
+        SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("datestyle", "ISO", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("intervalstyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
+    });
+    origin_name_ = "gsb_" + peer_;
+    const char *oname = origin_name_.c_str();
+    origin_ = PgCall([&] {
+        StartTransactionCommand();
+        RepOriginId id = replorigin_by_name(oname, true);
+        if (id == InvalidRepOriginId)
+            id = replorigin_create(oname);
+        CommitTransactionCommand();
+        replorigin_session_setup(id);
+        replorigin_session_origin = id;
+        return id;
+    });
+    session_.origin = origin_;
+    session_.msg_ctx = PgCall([] {
+        return AllocSetContextCreate(TopMemoryContext, "gsb apply message", ALLOCSET_DEFAULT_SIZES);
+    });
+    PgCall([&] { apply::Init(&session_); });
+}
+
+void ApplyWorker::SetState(PeerState st) {
+    const char *name = peer_.c_str();
+    int pid = MyProcPid;
+    PgCall([&] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        PeerSlot *slot = FindPeerSlot(s, name, true);
+        if (slot != nullptr) {
+            slot->pid = pid;
+            slot->state = st;
+        }
+        LWLockRelease(s->lock);
+    });
+}
+
+void ApplyWorker::PublishProgress() {
+    const char *name = peer_.c_str();
+    XLogRecPtr received = last_received_, applied = last_flushed_, end = peer_end_;
+    TimestampTz at = last_message_at_;
+    bool clear_error = had_error_ && !in_txn_ && pending_flush_.empty() && applied != 0;
+    PgCall([&] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        PeerSlot *slot = FindPeerSlot(s, name, true);
+        if (slot != nullptr) {
+            slot->received_lsn = received;
+            slot->applied_lsn = applied;
+            slot->peer_end_lsn = end;
+            slot->last_message_at = at;
+            if (clear_error) {
+                slot->last_error[0] = '\0';
+                slot->last_error_at = 0;
+            }
+        }
+        LWLockRelease(s->lock);
+    });
+    if (clear_error)
+        had_error_ = false;
+}
+
+void ApplyWorker::RecordError(const std::exception &e) {
+    std::string text = e.what();
+    bool connection = false;
+    if (auto *ge = dynamic_cast<const Error *>(&e)) {
+        connection = ERRCODE_TO_CATEGORY(ge->sqlstate()) == ERRCODE_CONNECTION_EXCEPTION;
+        if (!ge->detail().empty())
+            text += " (" + ge->detail() + ")";
+        if (!ge->context().empty())
+            text += "; context: " + ge->context();
+    } else if (dynamic_cast<const protocol::ProtocolError *>(&e)) {
+        text = "malformed data from peer: " + text;
+    }
+    had_error_ = true;
+    const char *name = peer_.c_str();
+    const char *msg = text.c_str();
+    PeerState st = connection ? PeerState::kDown : PeerState::kError;
+    long backoff = backoff_ms_;
+    PgCall([&] {
+        ereport(connection ? LOG : WARNING,
+                (errmsg("gsb apply worker for peer \"%s\": %s", name, msg),
+                 errdetail("Retrying in %ld ms.", backoff)));
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        PeerSlot *slot = FindPeerSlot(s, name, true);
+        if (slot != nullptr) {
+            slot->state = st;
+            strlcpy(slot->last_error, msg, kErrorLen);
+            slot->last_error_at = GetCurrentTimestamp();
+        }
+        LWLockRelease(s->lock);
+    });
+}
+
+// Waits before the next attempt; interruptible, and quicker after SIGHUP.
+void ApplyWorker::Backoff() {
+    long wait = backoff_ms_;
+    backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
+    PgCall([&] {
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait,
+                           PG_WAIT_EXTENSION);
+        if (rc & WL_LATCH_SET)
+            ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
+void ApplyWorker::Run() {
+    Setup();
+    for (;;) {
+        try {
+            if (ConfigReloadPending) {
+                ConfigReloadPending = false;
+                PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
+            }
+            PeerConfig cfg = ReadConfig();
+            if (!cfg.exists) {
+                PgCall([&] {
+                    ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" stops: the peer was "
+                                         "dropped",
+                                         peer_.c_str())));
+                });
+                return;
+            }
+            session_.peer_name = peer_.c_str();
+            session_.local_is_primary = cfg.local_is_primary;
+            slot_name_ = "gsb_" + cfg.local_site;
+            SetState(PeerState::kConnecting);
+            std::string appname = "gsb_apply_" + cfg.local_site;
+            PeerConnection repl(cfg.conninfo, PeerConnection::Kind::kReplication, appname.c_str());
+            if (cfg.sync_state != "ready")
+                InitialSync(repl, cfg);
+            Stream(repl, cfg);
+        } catch (const std::exception &e) {
+            RecordError(e);
+            PgCall([&] {
+                AbortOutOfAnyTransaction();
+                replorigin_session_origin_lsn = InvalidXLogRecPtr;
+                replorigin_session_origin_timestamp = 0;
+                MemoryContextReset(session_.msg_ctx);
+            });
+            in_txn_ = false;
+            pending_flush_.clear();
+            Backoff();
+        }
+    }
+}
+
+void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
+    SetState(PeerState::kInitialSync);
+    // A slot left by an interrupted attempt holds a position we no longer
+    // trust: this site's copy was rolled back with it.
+    PgResult dropped = repl.ExecAllowError("DROP_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_));
+    (void)dropped;
+    std::string create = "CREATE_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_) +
+                         " LOGICAL gsb (SNAPSHOT '" + (cfg.copy_data ? "export" : "nothing") + "')";
+    PgResult slot = repl.Exec(create);
+    if (slot.Rows() != 1 || slot.Cols() < 3)
+        throw Error(ERRCODE_PROTOCOL_VIOLATION, "unexpected reply to CREATE_REPLICATION_SLOT");
+    XLogRecPtr consistent = ParseLsn(slot.Get(0, 1));
+
+    PgCall([] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+    });
+    if (cfg.copy_data) {
+        std::string snapshot = slot.Get(0, 2);
+        std::string appname = "gsb_copy_" + cfg.local_site;
+        PeerConnection sql(cfg.conninfo, PeerConnection::Kind::kSql, appname.c_str());
+        sql.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        sql.Exec("SET TRANSACTION SNAPSHOT " + sql.QuoteLiteral(snapshot));
+        PgResult tables =
+            sql.Exec("SELECT c.oid::pg_catalog.text, n.nspname, c.relname FROM gsb.tables t "
+                     "JOIN pg_catalog.pg_class c ON c.oid = t.relid "
+                     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                     "WHERE t.mode = 'realtime' ORDER BY c.oid");
+        for (int i = 0; i < tables.Rows(); i++)
+            CopyTable(sql, tables.Get(i, 0), tables.Get(i, 1), tables.Get(i, 2));
+        sql.Exec("COMMIT");
+    }
+    // The copy and the stream meet at the slot's consistent point: commit
+    // the copy with the origin advanced to it, and mark the peer ready, in
+    // one transaction. A crash before this commit leaves nothing behind.
+    const char *name = peer_.c_str();
+    PgCall([&] {
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "gsb: SPI_connect failed");
+        Oid types[1] = {TEXTOID};
+        Datum values[1] = {CStringGetTextDatum(name)};
+        if (SPI_execute_with_args("UPDATE gsb.peers SET sync_state = 'ready', synced_at = "
+                                  "pg_catalog.now() WHERE name = $1",
+                                  1, types, values, nullptr, false, 0) != SPI_OK_UPDATE)
+            elog(ERROR, "gsb: could not mark the peer ready");
+        SPI_finish();
+        PopActiveSnapshot();
+        replorigin_session_origin_lsn = consistent;
+        replorigin_session_origin_timestamp = GetCurrentTimestamp();
+        CommitTransactionCommand();
+        replorigin_session_origin_lsn = InvalidXLogRecPtr;
+        replorigin_session_origin_timestamp = 0;
+        ereport(LOG, (errmsg("gsb: initial sync from peer \"%s\" done; streaming from %X/%X", name,
+                             LSN_FORMAT_ARGS(consistent))));
+    });
+}
+
+void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
+                            const std::string &nspname, const std::string &relname) {
+    const char *params[1] = {relid.c_str()};
+    PgResult cols =
+        sql.Exec("SELECT a.attname, pg_catalog.format_type(a.atttypid, NULL), "
+                 "COALESCE(a.attnum = ANY (i.indkey), false) "
+                 "FROM pg_catalog.pg_attribute a "
+                 "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                 "WHERE a.attrelid = $1::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped "
+                 "AND a.attgenerated = '' ORDER BY a.attnum",
+                 1, params);
+    // Describe the table as a relation message would, so the rows go through
+    // the same checks and the same apply path as the stream.
+    protocol::Message rel;
+    rel.type = protocol::MsgType::kRelation;
+    rel.relid = static_cast<uint32_t>(std::stoul(relid));
+    rel.nspname = nspname;
+    rel.relname = relname;
+    rel.columns.resize(cols.Rows());
+    std::string select = "SELECT COALESCE(((EXTRACT(EPOCH FROM "
+                         "pg_catalog.pg_xact_commit_timestamp(xmin)) - 946684800) * 1000000)"
+                         "::pg_catalog.int8, 0)";
+    for (int i = 0; i < cols.Rows(); i++) {
+        rel.columns[i].name = cols.Get(i, 0);
+        rel.columns[i].type_name = cols.Get(i, 1);
+        rel.columns[i].flags = std::string(cols.Get(i, 2)) == "t" ? protocol::kColumnKey : 0;
+        select += ", " + sql.QuoteIdent(cols.Get(i, 0));
+    }
+    select += " FROM ONLY " + sql.QuoteIdent(nspname) + "." + sql.QuoteIdent(relname);
+    session_.xid = 0;
+    session_.final_lsn = InvalidXLogRecPtr;
+    PgCall([&] {
+        apply::HandleRelation(&session_, rel);
+        apply::CheckRelation(&session_, rel.relid);
+    });
+    sql.Exec("DECLARE gsb_copy NO SCROLL CURSOR FOR " + select);
+    protocol::Message ins;
+    ins.type = protocol::MsgType::kInsert;
+    ins.relid = rel.relid;
+    ins.new_tuple.values.resize(rel.columns.size());
+    for (;;) {
+        PgResult rows = sql.Exec("FETCH 1000 FROM gsb_copy");
+        if (rows.Rows() == 0)
+            break;
+        for (int r = 0; r < rows.Rows(); r++) {
+            session_.commit_ts = std::stoll(rows.Get(r, 0));
+            for (size_t c = 0; c < rel.columns.size(); c++) {
+                protocol::Value &v = ins.new_tuple.values[c];
+                int col = static_cast<int>(c) + 1;
+                if (rows.IsNull(r, col)) {
+                    v.kind = protocol::ValueKind::kNull;
+                    v.data = {};
+                } else {
+                    v.kind = protocol::ValueKind::kText;
+                    v.data = std::string_view(rows.Get(r, col), rows.Length(r, col));
+                }
+            }
+            MemoryContext ctx = session_.msg_ctx;
+            PgCall([&] {
+                MemoryContext old = MemoryContextSwitchTo(ctx);
+                apply::HandleChange(&session_, ins);
+                MemoryContextSwitchTo(old);
+                MemoryContextReset(ctx);
+            });
+        }
+    }
+    sql.Exec("CLOSE gsb_copy");
+}
+
+void ApplyWorker::Stream(PeerConnection &repl, const PeerConfig &cfg) {
+    XLogRecPtr start = PgCall([] { return replorigin_session_get_progress(false); });
+    last_flushed_ = start;
+    last_received_ = std::max(last_received_, start);
+    std::string cmd = "START_REPLICATION SLOT " + repl.QuoteIdent(slot_name_) + " LOGICAL " +
+                      LsnText(start) + " (proto_version '" + std::to_string(protocol::kVersion) +
+                      "', binary 'true')";
+    PgResult started = repl.Exec(cmd);
+    if (PQresultStatus(started.get()) != PGRES_COPY_BOTH)
+        throw Error(ERRCODE_PROTOCOL_VIOLATION, "peer did not start streaming");
+    SetState(PeerState::kStreaming);
+    PgCall([&] {
+        ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" streaming from %X/%X", peer_.c_str(),
+                             LSN_FORMAT_ARGS(start))));
+    });
+    last_message_at_ = Now();
+    backoff_ms_ = 1000;
+    SendFeedback(repl, true, false);
+
+    for (;;) {
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
+        }
+        if (InterruptPending)
+            PgCall([] { CHECK_FOR_INTERRUPTS(); });
+        char *buf = nullptr;
+        int len = repl.GetCopyData(&buf, kFeedbackIntervalMs);
+        if (len > 0) {
+            std::unique_ptr<char, void (*)(void *)> owned(buf, PQfreemem);
+            last_message_at_ = Now();
+            Process(repl, buf, len);
+            // Drain what is already here before looking at the clock again.
+            continue;
+        }
+        if (len < 0)
+            throw Error(ERRCODE_CONNECTION_FAILURE, "the peer ended the replication stream");
+        TimestampTz now = Now();
+        long silent = TimestampDifferenceMilliseconds(last_message_at_, now);
+        if (guc_apply_timeout_ms > 0 && silent > guc_apply_timeout_ms)
+            throw Error(ERRCODE_CONNECTION_FAILURE,
+                        "the peer has been silent for " + std::to_string(silent) + " ms",
+                        "gsb.apply_timeout is " + std::to_string(guc_apply_timeout_ms) + " ms");
+        bool ping = guc_apply_timeout_ms > 0 && silent > guc_apply_timeout_ms / 2;
+        SendFeedback(repl, ping, ping);
+        PublishProgress();
+        (void)cfg;
+    }
+}
+
+void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
+    protocol::XLogData xlog;
+    protocol::Keepalive keepalive;
+    protocol::CopyKind kind = protocol::ParseCopyData(std::string_view(data, len), xlog, keepalive);
+    if (kind == protocol::CopyKind::kKeepalive) {
+        last_received_ = std::max(last_received_, keepalive.end_lsn);
+        peer_end_ = std::max(peer_end_, keepalive.end_lsn);
+        SendFeedback(repl, true, false);
+        PublishProgress();
+        return;
+    }
+    last_received_ = std::max({last_received_, xlog.start_lsn, xlog.end_lsn});
+    peer_end_ = std::max(peer_end_, xlog.end_lsn);
+    protocol::Decode(xlog.payload, msg_);
+
+    MemoryContext ctx = session_.msg_ctx;
+    switch (msg_.type) {
+    case protocol::MsgType::kBegin:
+        if (in_txn_)
+            throw protocol::ProtocolError("BEGIN inside a transaction");
+        session_.xid = msg_.xid;
+        session_.final_lsn = msg_.lsn;
+        session_.commit_ts = msg_.commit_time;
+        PgCall([] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+        });
+        in_txn_ = true;
+        break;
+    case protocol::MsgType::kRelation:
+        PgCall([&] { apply::HandleRelation(&session_, msg_); });
+        break;
+    case protocol::MsgType::kInsert:
+    case protocol::MsgType::kUpdate:
+    case protocol::MsgType::kDelete:
+    case protocol::MsgType::kTruncate:
+        if (!in_txn_)
+            throw protocol::ProtocolError("change outside a transaction");
+        if (FaultInjected("apply_change_error"))
+            throw Error(ERRCODE_DATA_CORRUPTED, "injected fault in the apply worker");
+        PgCall([&] {
+            MemoryContext old = MemoryContextSwitchTo(ctx);
+            apply::HandleChange(&session_, msg_);
+            MemoryContextSwitchTo(old);
+            MemoryContextReset(ctx);
+        });
+        break;
+    case protocol::MsgType::kCommit: {
+        if (!in_txn_)
+            throw protocol::ProtocolError("COMMIT outside a transaction");
+        XLogRecPtr end = msg_.end_lsn;
+        TimestampTz ts = msg_.commit_time;
+        XLogRecPtr local_end = PgCall([&] {
+            replorigin_session_origin_lsn = end;
+            replorigin_session_origin_timestamp = ts;
+            CommitTransactionCommand();
+            replorigin_session_origin_lsn = InvalidXLogRecPtr;
+            replorigin_session_origin_timestamp = 0;
+            pgstat_report_stat(false);
+            return XactLastCommitEnd;
+        });
+        in_txn_ = false;
+        pending_flush_.push_back({local_end, end});
+        SendFeedback(repl, false, false);
+        break;
+    }
+    }
+}
+
+// Tells the peer how far this site has received, flushed and applied.
+void ApplyWorker::SendFeedback(PeerConnection &repl, bool force, bool reply_requested) {
+    TimestampTz now = Now();
+    if (!force && last_feedback_ != 0 &&
+        TimestampDifferenceMilliseconds(last_feedback_, now) < kFeedbackIntervalMs)
+        return;
+    XLogRecPtr local_flushed = PgCall([] { return GetFlushRecPtr(nullptr); });
+    while (!pending_flush_.empty() && pending_flush_.front().local_end <= local_flushed) {
+        last_flushed_ = std::max(last_flushed_, pending_flush_.front().remote_end);
+        pending_flush_.pop_front();
+    }
+    // Nothing of ours in flight: everything received is done with.
+    if (pending_flush_.empty() && !in_txn_)
+        last_flushed_ = std::max(last_flushed_, last_received_);
+    repl.PutCopyData(protocol::StandbyStatusUpdate(last_received_, last_flushed_, last_flushed_,
+                                                   now, reply_requested));
+    last_feedback_ = now;
+    PublishProgress();
+}
+
+} // namespace
+} // namespace gsb
+
+void gsb_apply_main(Datum arg) {
+    char peer[NAMEDATALEN];
+    strlcpy(peer, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(gsb::guc_database, nullptr, 0);
+    pgstat_report_appname("gsb apply");
+    gsb::Entry([&] { gsb::ApplyWorker(peer).Run(); });
+    proc_exit(0);
+}

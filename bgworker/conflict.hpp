@@ -1,0 +1,50 @@
+// conflict.hpp: the one place where gsb decides what happens when a change
+// from the peer meets a local row that the peer had not seen.
+//
+// Both sites run the same rules on the same facts, so they end with the same
+// row: the later commit timestamp wins, equal timestamps go to the primary
+// site's change, and a delete wins over a concurrent update. The decision is
+// a pure function (unit-tested); recording it is the apply back end's job.
+#pragma once
+
+#include <cstdint>
+
+namespace gsb::conflict {
+
+enum class Op { kInsert, kUpdate, kDelete };
+
+enum class Kind {
+    kNone,          // not a conflict: apply as usual
+    kInsertExists,  // the key is already there, written by another site
+    kUpdateMissing, // the row to update is not here (deleted here, or never came)
+    kUpdateDiffers, // the local row was changed by a change the peer had not seen
+    kDeleteMissing, // the row to delete is not here
+    kDeleteDiffers, // the local row was changed by a change the peer had not seen
+};
+
+enum class Resolution { kApplyRemote, kKeepLocal, kSkip };
+
+// What the apply worker found locally under the remote change's key.
+struct Local {
+    bool exists = false;
+    // The local row was last written by applying this same peer's change:
+    // the peer saw it, whatever the timestamps say.
+    bool from_peer = false;
+    // The local row already equals the remote row: nothing to decide.
+    bool identical = false;
+    int64_t commit_ts = 0; // PostgreSQL timestamp of the local row's commit
+};
+
+struct Decision {
+    Kind kind;
+    Resolution resolution;
+};
+
+// remote_ts: the remote transaction's commit timestamp.
+// local_is_primary: this site is the primary (it wins ties).
+Decision Decide(Op op, const Local &local, int64_t remote_ts, bool local_is_primary);
+
+const char *KindName(Kind k);
+const char *ResolutionName(Resolution r);
+
+} // namespace gsb::conflict

@@ -1,0 +1,242 @@
+// supervisor.cpp: the gsb supervisor, a background worker that the
+// postmaster starts when gsb is in shared_preload_libraries.
+//
+// It serves the database named by gsb.database: it reads gsb.peers and keeps
+// exactly one apply worker running per peer, starting missing ones (with
+// backoff after a worker dies), and stopping those whose peer was dropped or
+// whose extension is gone. gsb.add_peer and gsb.drop_peer wake it through
+// its latch; otherwise it looks once a second.
+//
+// Not for: replication itself (apply_worker.cpp).
+#include "pg.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+}
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "gsb.hpp"
+#include "interop.hpp"
+#include "shared_state.hpp"
+
+extern "C" {
+PGDLLEXPORT void gsb_supervisor_main(Datum arg);
+}
+
+namespace gsb {
+namespace {
+
+constexpr long kPollMs = 1000;
+constexpr long kMaxRestartDelayMs = 30000;
+
+struct Worker {
+    std::string peer;
+    BackgroundWorkerHandle *handle = nullptr;
+    TimestampTz next_start = 0;
+    long delay_ms = 1000;
+    bool wanted = false;
+};
+
+// Names of the peers in gsb.peers, or none when gsb is not installed.
+std::vector<std::string> ReadPeers() {
+    std::vector<std::string> peers;
+    char **names = nullptr;
+    int n = 0;
+    PgCall([&] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (OidIsValid(get_extension_oid("gsb", true))) {
+            if (SPI_connect() != SPI_OK_CONNECT)
+                elog(ERROR, "gsb: SPI_connect failed");
+            if (SPI_execute("SELECT name FROM gsb.peers WHERE enabled ORDER BY name", true, 0) ==
+                    SPI_OK_SELECT &&
+                SPI_processed > 0) {
+                n = static_cast<int>(SPI_processed);
+                names =
+                    static_cast<char **>(MemoryContextAlloc(TopMemoryContext, sizeof(char *) * n));
+                for (int i = 0; i < n; i++)
+                    names[i] = MemoryContextStrdup(
+                        TopMemoryContext,
+                        SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+            }
+            SPI_finish();
+        }
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    });
+    for (int i = 0; i < n; i++)
+        peers.emplace_back(names[i]);
+    PgCall([&] {
+        for (int i = 0; i < n; i++)
+            pfree(names[i]);
+        if (names)
+            pfree(names);
+    });
+    return peers;
+}
+
+bool Suppressed(const std::string &peer) {
+    const char *name = peer.c_str();
+    return PgCall([&] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_SHARED);
+        PeerSlot *slot = FindPeerSlot(s, name, false);
+        bool suppressed = slot != nullptr && slot->suppress_until > GetCurrentTimestamp();
+        LWLockRelease(s->lock);
+        return suppressed;
+    });
+}
+
+bool Running(Worker &w) {
+    if (w.handle == nullptr)
+        return false;
+    pid_t pid;
+    BgwHandleStatus st = PgCall([&] { return GetBackgroundWorkerPid(w.handle, &pid); });
+    if (st == BGWH_STOPPED || st == BGWH_POSTMASTER_DIED) {
+        PgCall([&] { pfree(w.handle); });
+        w.handle = nullptr;
+        return false;
+    }
+    return true;
+}
+
+void Start(Worker &w) {
+    BackgroundWorker bgw;
+    memset(&bgw, 0, sizeof bgw);
+    bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    bgw.bgw_restart_time = BGW_NEVER_RESTART; // the supervisor restarts it
+    strlcpy(bgw.bgw_library_name, "gsb", BGW_MAXLEN);
+    strlcpy(bgw.bgw_function_name, "gsb_apply_main", BGW_MAXLEN);
+    snprintf(bgw.bgw_name, BGW_MAXLEN, "gsb apply worker for peer %s", w.peer.c_str());
+    strlcpy(bgw.bgw_type, "gsb apply worker", BGW_MAXLEN);
+    strlcpy(bgw.bgw_extra, w.peer.c_str(), BGW_EXTRALEN);
+    bgw.bgw_notify_pid = MyProcPid;
+    BackgroundWorkerHandle *handle = nullptr;
+    bool ok = PgCall([&] {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        bool registered = RegisterDynamicBackgroundWorker(&bgw, &handle);
+        MemoryContextSwitchTo(old);
+        return registered;
+    });
+    TimestampTz now = PgCall([] { return GetCurrentTimestamp(); });
+    if (!ok) {
+        PgCall([&] {
+            ereport(WARNING, (errmsg("gsb: could not start the apply worker for peer \"%s\"",
+                                     w.peer.c_str()),
+                              errhint("Raise max_worker_processes.")));
+        });
+        w.next_start = TimestampTzPlusMilliseconds(now, w.delay_ms);
+        return;
+    }
+    w.handle = handle;
+    // The next start after a death waits longer, up to a limit; a worker
+    // that ran a while starts the count again.
+    w.next_start = TimestampTzPlusMilliseconds(now, w.delay_ms);
+    w.delay_ms = std::min(w.delay_ms * 2, kMaxRestartDelayMs);
+}
+
+void Run() {
+    PgCall([] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        s->supervisor_latch = MyLatch;
+        s->supervisor_pid = MyProcPid;
+        LWLockRelease(s->lock);
+    });
+    std::vector<Worker> workers;
+    for (;;) {
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
+        }
+        std::vector<std::string> peers = ReadPeers();
+        for (Worker &w : workers)
+            w.wanted = false;
+        for (const std::string &p : peers) {
+            Worker *found = nullptr;
+            for (Worker &w : workers)
+                if (w.peer == p)
+                    found = &w;
+            if (found == nullptr) {
+                workers.push_back(Worker{p});
+                found = &workers.back();
+            }
+            found->wanted = true;
+        }
+        TimestampTz now = PgCall([] { return GetCurrentTimestamp(); });
+        for (Worker &w : workers) {
+            bool running = Running(w);
+            if (!w.wanted) {
+                if (running)
+                    PgCall([&] { TerminateBackgroundWorker(w.handle); });
+                continue;
+            }
+            if (running) {
+                if (w.next_start != 0 && TimestampDifferenceExceeds(w.next_start, now, 60 * 1000))
+                    w.delay_ms = 1000; // it has been up for a while
+                continue;
+            }
+            if (Suppressed(w.peer) || now < w.next_start)
+                continue;
+            Start(w);
+        }
+        // Forget workers that are neither wanted nor running.
+        for (size_t i = 0; i < workers.size();) {
+            if (!workers[i].wanted && workers[i].handle == nullptr)
+                workers.erase(workers.begin() + i);
+            else
+                i++;
+        }
+        PgCall([] {
+            int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kPollMs,
+                               PG_WAIT_EXTENSION);
+            if (rc & WL_LATCH_SET)
+                ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+        });
+    }
+}
+
+} // namespace
+
+void RegisterSupervisor() {
+    BackgroundWorker bgw;
+    memset(&bgw, 0, sizeof bgw);
+    bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    bgw.bgw_restart_time = 10;
+    strlcpy(bgw.bgw_library_name, "gsb", BGW_MAXLEN);
+    strlcpy(bgw.bgw_function_name, "gsb_supervisor_main", BGW_MAXLEN);
+    strlcpy(bgw.bgw_name, "gsb supervisor", BGW_MAXLEN);
+    strlcpy(bgw.bgw_type, "gsb supervisor", BGW_MAXLEN);
+    RegisterBackgroundWorker(&bgw);
+}
+
+} // namespace gsb
+
+void gsb_supervisor_main(Datum arg) {
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(gsb::guc_database, nullptr, 0);
+    pgstat_report_appname("gsb supervisor");
+    gsb::Entry([] { gsb::Run(); });
+    proc_exit(0);
+}

@@ -1,0 +1,161 @@
+// peer_functions.cpp: SQL-callable functions about peers that need gsb.so:
+// queries on the peer through the one connection helper, the apply
+// workers' shared status, and stopping or waking workers. The SQL API
+// (gsb.add_peer, gsb.drop_peer, gsb.verify, ...) is built on these in the
+// install script.
+#include "pg.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+#include "pgstat.h"
+}
+
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "interop.hpp"
+#include "peer_connection.hpp"
+#include "protocol.hpp"
+#include "shared_state.hpp"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(gsb_protocol_version);
+PG_FUNCTION_INFO_V1(gsb_peer_query);
+PG_FUNCTION_INFO_V1(gsb_worker_status);
+PG_FUNCTION_INFO_V1(gsb_stop_worker);
+PG_FUNCTION_INFO_V1(gsb_wake_supervisor);
+}
+
+Datum gsb_protocol_version(PG_FUNCTION_ARGS) {
+    PG_RETURN_INT32(static_cast<int32>(gsb::protocol::kVersion));
+}
+
+// gsb._peer_query(conninfo text, query text, params text[]) RETURNS SETOF text[]
+// Runs one query on the peer and returns its rows as text arrays.
+Datum gsb_peer_query(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("gsb: a peer connection string and a query are required")));
+    char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    char *query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    int nparams = 0;
+    Datum *pvalues = nullptr;
+    bool *pnulls = nullptr;
+    if (!PG_ARGISNULL(2))
+        deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT, &pvalues,
+                          &pnulls, &nparams);
+    char **params = static_cast<char **>(palloc0(sizeof(char *) * (nparams + 1)));
+    for (int i = 0; i < nparams; i++)
+        params[i] = pnulls[i] ? nullptr : TextDatumGetCString(pvalues[i]);
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+    return gsb::Entry([&] {
+        gsb::PeerConnection conn(conninfo, gsb::PeerConnection::Kind::kSql, "gsb");
+        gsb::PgResult r = conn.Exec(query, nparams, params);
+        int rows = r.Rows(), cols = r.Cols();
+        gsb::PgCall([&] {
+            Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * Max(cols, 1)));
+            bool *enulls = static_cast<bool *>(palloc(sizeof(bool) * Max(cols, 1)));
+            int dims[1] = {cols};
+            int lbs[1] = {1};
+            for (int i = 0; i < rows; i++) {
+                for (int c = 0; c < cols; c++) {
+                    enulls[c] = PQgetisnull(r.get(), i, c) != 0;
+                    elems[c] = enulls[c]
+                                   ? (Datum)0
+                                   : PointerGetDatum(cstring_to_text_with_len(
+                                         PQgetvalue(r.get(), i, c), PQgetlength(r.get(), i, c)));
+                }
+                Datum value = PointerGetDatum(construct_md_array(elems, enulls, 1, dims, lbs,
+                                                                 TEXTOID, -1, false, TYPALIGN_INT));
+                bool isnull = false;
+                tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+            }
+        });
+        return (Datum)0;
+    });
+}
+
+// gsb._worker_status(): one row per apply worker slot in shared memory.
+Datum gsb_worker_status(PG_FUNCTION_ARGS) {
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    if (!gsb::SharedStateAvailable())
+        PG_RETURN_VOID();
+    gsb::SharedState *s = gsb::Shared();
+    gsb::PeerSlot copy[gsb::kMaxPeers];
+    LWLockAcquire(s->lock, LW_SHARED);
+    memcpy(copy, s->peers, sizeof copy);
+    LWLockRelease(s->lock);
+    for (const gsb::PeerSlot &p : copy) {
+        if (!p.in_use)
+            continue;
+        Datum values[8];
+        bool nulls[8] = {false, false, false, false, false, false, false, false};
+        values[0] = CStringGetTextDatum(p.name);
+        values[1] =
+            CStringGetTextDatum(gsb::PeerStateName(p.pid != 0 ? p.state : gsb::PeerState::kDown));
+        values[2] = LSNGetDatum(p.received_lsn);
+        nulls[2] = p.received_lsn == InvalidXLogRecPtr;
+        values[3] = LSNGetDatum(p.applied_lsn);
+        nulls[3] = p.applied_lsn == InvalidXLogRecPtr;
+        values[4] = LSNGetDatum(p.peer_end_lsn);
+        nulls[4] = p.peer_end_lsn == InvalidXLogRecPtr;
+        values[5] = TimestampTzGetDatum(p.last_message_at);
+        nulls[5] = p.last_message_at == 0;
+        values[6] = CStringGetTextDatum(p.last_error);
+        nulls[6] = p.last_error[0] == '\0';
+        values[7] = Int32GetDatum(p.pid);
+        nulls[7] = p.pid == 0;
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    PG_RETURN_VOID();
+}
+
+// gsb._stop_worker(peer text, suppress interval) RETURNS boolean
+// Keeps the supervisor from starting the peer's worker for a while, stops a
+// running one and waits (up to 10 s) until it has exited.
+Datum gsb_stop_worker(PG_FUNCTION_ARGS) {
+    char *peer = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    Interval *suppress = PG_GETARG_INTERVAL_P(1);
+    if (!gsb::SharedStateAvailable())
+        PG_RETURN_BOOL(true);
+    gsb::SharedState *s = gsb::Shared();
+    TimestampTz now = GetCurrentTimestamp();
+    TimestampTz until = DatumGetTimestampTz(DirectFunctionCall2(
+        timestamptz_pl_interval, TimestampTzGetDatum(now), IntervalPGetDatum(suppress)));
+    TimestampTz deadline = TimestampTzPlusMilliseconds(now, 10000);
+    for (;;) {
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        gsb::PeerSlot *slot = gsb::FindPeerSlot(s, peer, true);
+        int pid = 0;
+        if (slot != nullptr) {
+            slot->suppress_until = until;
+            pid = slot->pid;
+        }
+        LWLockRelease(s->lock);
+        if (pid == 0 || kill(pid, 0) != 0)
+            PG_RETURN_BOOL(true);
+        kill(pid, SIGTERM);
+        if (GetCurrentTimestamp() > deadline)
+            PG_RETURN_BOOL(false);
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 50,
+                        PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    }
+}
+
+Datum gsb_wake_supervisor(PG_FUNCTION_ARGS) {
+    gsb::WakeSupervisor();
+    PG_RETURN_VOID();
+}
