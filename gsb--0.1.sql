@@ -402,6 +402,9 @@ CREATE FUNCTION gsb._worker_status(
 CREATE FUNCTION gsb._stop_worker(peer text, suppress interval) RETURNS boolean
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_stop_worker';
 
+CREATE FUNCTION gsb._release_peer(peer text) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_release_peer';
+
 CREATE FUNCTION gsb._wake_supervisor() RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_wake_supervisor';
 
@@ -603,6 +606,7 @@ BEGIN
         PERFORM pg_replication_origin_drop(origin);
     END IF;
     DELETE FROM gsb.peers WHERE name = site_name;
+    PERFORM gsb._release_peer(site_name);
     PERFORM gsb._wake_supervisor();
 END
 $$;

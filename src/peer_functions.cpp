@@ -32,6 +32,7 @@ PG_FUNCTION_INFO_V1(gsb_peer_query);
 PG_FUNCTION_INFO_V1(gsb_worker_status);
 PG_FUNCTION_INFO_V1(gsb_stop_worker);
 PG_FUNCTION_INFO_V1(gsb_wake_supervisor);
+PG_FUNCTION_INFO_V1(gsb_release_peer);
 }
 
 Datum gsb_protocol_version(PG_FUNCTION_ARGS) {
@@ -157,5 +158,20 @@ Datum gsb_stop_worker(PG_FUNCTION_ARGS) {
 
 Datum gsb_wake_supervisor(PG_FUNCTION_ARGS) {
     gsb::WakeSupervisor();
+    PG_RETURN_VOID();
+}
+
+// gsb._release_peer(peer text): forgets a dropped peer's shared status, so a
+// peer added again under the same name starts afresh at once.
+Datum gsb_release_peer(PG_FUNCTION_ARGS) {
+    char *peer = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    if (!gsb::SharedStateAvailable())
+        PG_RETURN_VOID();
+    gsb::SharedState *s = gsb::Shared();
+    LWLockAcquire(s->lock, LW_EXCLUSIVE);
+    gsb::PeerSlot *slot = gsb::FindPeerSlot(s, peer, false);
+    if (slot != nullptr && slot->pid == 0)
+        memset(slot, 0, sizeof(gsb::PeerSlot));
+    LWLockRelease(s->lock);
     PG_RETURN_VOID();
 }
