@@ -45,14 +45,33 @@ tour_steps() {
 		gsb_site_sql "$site" "SELECT gsb.site_name(), gsb.site_role();"
 	done
 
-	tour_heading "The output plugin decodes what sjc writes"
-	gsb_site_sql sjc "SELECT pg_create_logical_replication_slot('tour', 'gsb');"
-	gsb_site_sql sjc "SELECT gsb.create_account('ann@example.com', 'Ann');"
-	gsb_site_sql sjc "SELECT gsb.schedule_meeting((SELECT id FROM gsb.accounts WHERE email = 'ann@example.com'), 'Weekly sync', now() + interval '1 day');"
-	gsb_site_sql sjc "SELECT data FROM pg_logical_slot_get_changes('tour', NULL, NULL, 'format', 'text');" -A -t
-	echo
-	# A slot that nobody reads holds WAL forever.
-	gsb_site_sql sjc "SELECT pg_drop_replication_slot('tour');"
+	tour_heading "Each site already has an account of its own"
+	gsb_site_sql sjc "SELECT gsb.create_account('ann@example.com', 'Ann (made on sjc)');"
+	gsb_site_sql ams "SELECT gsb.create_account('bob@example.com', 'Bob (made on ams)');"
+
+	tour_heading "The sites become peers: each copies the other's rows, then streams"
+	gsb_site_sql sjc "SELECT gsb.add_peer('ams', '$(gsb_site_conninfo ams)');"
+	gsb_site_sql ams "SELECT gsb.add_peer('sjc', '$(gsb_site_conninfo sjc)');"
+	gsb_site_wait sjc "SELECT state = 'streaming' FROM gsb.status WHERE peer = 'ams'"
+	gsb_site_wait ams "SELECT state = 'streaming' FROM gsb.status WHERE peer = 'sjc'"
+	for site in sjc ams; do
+		gsb_site_sql "$site" "SELECT id, id % 16 AS born_on_site, email, name FROM gsb.accounts ORDER BY id;"
+	done
+
+	tour_heading "Writes on both sites at once arrive on the other"
+	gsb_site_sql sjc "SELECT gsb.schedule_meeting((SELECT id FROM gsb.accounts WHERE email = 'bob@example.com'), 'Planned on sjc', now() + interval '1 day');"
+	gsb_site_sql ams "SELECT gsb.schedule_meeting((SELECT id FROM gsb.accounts WHERE email = 'ann@example.com'), 'Planned on ams', now() + interval '2 days');"
+	gsb_site_sql sjc "SELECT gsb.wait_for_peer('30 s');"
+	gsb_site_sql ams "SELECT gsb.wait_for_peer('30 s');"
+	for site in sjc ams; do
+		gsb_site_sql "$site" "SELECT id, title, created_site, tele_number, status FROM gsb.meetings ORDER BY id;"
+	done
+
+	tour_heading "Replication status, and proof that the sites agree"
+	for site in sjc ams; do
+		gsb_site_sql "$site" "SELECT peer, state, applied_lsn, lag_bytes, conflicts, last_error FROM gsb.status;"
+	done
+	gsb_site_sql sjc "SELECT relation, local_rows, peer_rows, status FROM gsb.verify();"
 }
 
 tour_heading() { printf '\n--- %s ---\n' "$*"; }
