@@ -20,14 +20,22 @@ namespace {
 const char *kSessionOptions = "-c datestyle=ISO -c intervalstyle=postgres "
                               "-c extra_float_digits=3 -c timezone=UTC -c search_path=";
 
+// libpq's messages span lines; status lines and logs want one.
 std::string OneLine(const char *msg) {
-    std::string s = msg ? msg : "";
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-        s.pop_back();
-    for (char &c : s)
-        if (c == '\n')
-            c = ' ';
-    return s;
+    std::string out;
+    bool space = false;
+    for (const char *p = msg ? msg : ""; *p; p++) {
+        bool ws = *p == '\n' || *p == '\t' || *p == ' ' || *p == '\r';
+        if (ws) {
+            space = !out.empty();
+            continue;
+        }
+        if (space)
+            out.push_back(' ');
+        space = false;
+        out.push_back(*p);
+    }
+    return out;
 }
 
 } // namespace
