@@ -48,6 +48,24 @@ CREATE TABLE gsb.site (
     created_at timestamptz NOT NULL DEFAULT now()
 ) WITH (user_catalog_table = true);
 
+-- Which site serves users now, as this site knows it. term only grows: of
+-- two views, the one with the higher term is the newer (equal terms: the
+-- primary's view).
+CREATE TABLE gsb.site_state (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    term bigint NOT NULL DEFAULT 0,
+    active_site text,
+    mode text NOT NULL DEFAULT 'normal' CHECK (mode IN ('normal', 'failed_over', 'maintenance')),
+    -- set by the site monitor: an automatic failover (failback may follow
+    -- by itself) or maintenance started by the window (ends with it)
+    automatic boolean NOT NULL DEFAULT false,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    -- the last daily copy from the primary (backup only)
+    last_config_sync timestamptz,
+    last_config_sync_rows bigint
+);
+INSERT INTO gsb.site_state DEFAULT VALUES;
+
 CREATE TABLE gsb.tables (
     relid oid PRIMARY KEY,
     mode text NOT NULL CHECK (mode IN ('realtime', 'daily')),
@@ -62,6 +80,7 @@ CREATE TABLE gsb.tables (
 CREATE SEQUENCE gsb.accounts_id_seq;
 CREATE SEQUENCE gsb.meetings_id_seq;
 CREATE SEQUENCE gsb.usage_id_seq;
+CREATE SEQUENCE gsb.site_events_id_seq;
 
 CREATE FUNCTION gsb.next_id(seq regclass) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -76,7 +95,7 @@ BEGIN
                   HINT = 'Run SELECT gsb.init_site(site_name, role) first.';
     END IF;
     IF seq NOT IN ('gsb.accounts_id_seq'::regclass, 'gsb.meetings_id_seq'::regclass,
-                   'gsb.usage_id_seq'::regclass) THEN
+                   'gsb.usage_id_seq'::regclass, 'gsb.site_events_id_seq'::regclass) THEN
         RAISE EXCEPTION 'gsb.next_id: % is not one of gsb''s id sequences', seq
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -192,6 +211,10 @@ BEGIN
     END IF;
     INSERT INTO gsb.site (name, role, site_id)
     VALUES (site_name, role, CASE role WHEN 'primary' THEN 1 ELSE 2 END);
+    -- The primary serves until something says otherwise; a backup learns the
+    -- primary's name from gsb.add_peer.
+    UPDATE gsb.site_state
+       SET active_site = CASE role WHEN 'primary' THEN site_name END, changed_at = now();
 END
 $$;
 
@@ -361,6 +384,7 @@ CREATE TABLE gsb.peers (
     name text PRIMARY KEY,
     conninfo text NOT NULL,
     copy_data boolean NOT NULL DEFAULT true,
+    role text NOT NULL CHECK (role IN ('primary', 'backup')),
     -- 'init' until the apply worker has created its slot on the peer and
     -- copied the peer's rows; then 'ready'.
     sync_state text NOT NULL DEFAULT 'init' CHECK (sync_state IN ('init', 'ready')),
@@ -424,9 +448,12 @@ CREATE VIEW gsb.status AS
            END AS lag_bytes,
            w.last_message_at,
            (SELECT count(*) FROM gsb.conflicts c WHERE c.remote_site = p.name) AS conflicts,
-           w.last_error
+           w.last_error,
+           st.active_site,
+           st.last_config_sync
       FROM gsb.peers p
-      LEFT JOIN gsb._worker_status() w ON w.peer = p.name;
+      LEFT JOIN gsb._worker_status() w ON w.peer = p.name
+      CROSS JOIN gsb.site_state st;
 
 CREATE FUNCTION gsb._check_peer_name(site_name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -442,7 +469,7 @@ $$;
 
 -- The realtime tables of a site and their columns, one text row each, in a
 -- form both sites compute the same way.
-CREATE FUNCTION gsb._realtime_columns() RETURNS TABLE (tbl text, col text, typ text)
+CREATE FUNCTION gsb._table_columns(p_mode text) RETURNS TABLE (tbl text, col text, typ text)
 LANGUAGE sql STABLE SET search_path = '' AS $$
     SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
@@ -451,7 +478,7 @@ LANGUAGE sql STABLE SET search_path = '' AS $$
       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
       JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-     WHERE t.mode OPERATOR(pg_catalog.=) 'realtime' AND a.attnum OPERATOR(pg_catalog.>) 0
+     WHERE t.mode OPERATOR(pg_catalog.=) p_mode AND a.attnum OPERATOR(pg_catalog.>) 0
        AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
 $$;
 
@@ -521,10 +548,10 @@ BEGIN
     END IF;
 
     -- The realtime tables must be the same on both sites.
-    WITH mine AS (SELECT * FROM gsb._realtime_columns()),
+    WITH mine AS (SELECT * FROM gsb._table_columns('realtime')),
          theirs AS (SELECT r[1] AS tbl, r[2] AS col, r[3] AS typ
                       FROM gsb._peer_query(conninfo,
-                           'SELECT tbl, col, typ FROM gsb._realtime_columns()') r),
+                           'SELECT tbl, col, typ FROM gsb._table_columns(''realtime'')') r),
          diff AS (
             SELECT coalesce(m.tbl, t.tbl) AS tbl,
                    CASE WHEN NOT EXISTS (SELECT 1 FROM theirs x WHERE x.tbl = m.tbl)
@@ -548,7 +575,12 @@ BEGIN
                   HINT = 'Create the same tables with the same columns on both sites and call gsb.replicate_table() on each.';
     END IF;
 
-    INSERT INTO gsb.peers (name, conninfo, copy_data) VALUES (site_name, conninfo, copy_data);
+    INSERT INTO gsb.peers (name, conninfo, copy_data, role)
+    VALUES (site_name, conninfo, copy_data, facts[2]);
+    IF facts[2] = 'primary' THEN
+        UPDATE gsb.site_state SET active_site = site_name, changed_at = now()
+         WHERE active_site IS NULL;
+    END IF;
     PERFORM gsb._wake_supervisor();
 END
 $$;
@@ -719,6 +751,571 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- One active site: state, events, failover, failback, maintenance.
+------------------------------------------------------------------------------
+-- Every change of active site, on both sites (the table is replicated).
+CREATE TABLE gsb.site_events (
+    id bigint PRIMARY KEY DEFAULT gsb.next_id('gsb.site_events_id_seq'),
+    at timestamptz NOT NULL DEFAULT now(),
+    from_site text,
+    to_site text,
+    reason text NOT NULL CHECK (reason IN ('automatic failover', 'manual failover', 'failback',
+                                           'maintenance start', 'maintenance end',
+                                           'late arrival')),
+    detail text,
+    term bigint
+);
+INSERT INTO gsb.tables (relid, mode) VALUES ('gsb.site_events'::regclass, 'realtime');
+
+CREATE FUNCTION gsb._primary_name() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN s.role = 'primary' THEN s.name
+                ELSE (SELECT p.name FROM gsb.peers p WHERE p.role = 'primary' ORDER BY p.name LIMIT 1)
+           END
+      FROM gsb.site s
+$$;
+
+CREATE FUNCTION gsb.active_site() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    a text;
+BEGIN
+    SELECT coalesce(st.active_site, gsb._primary_name()) INTO a FROM gsb.site_state st;
+    IF a IS NULL THEN
+        RAISE EXCEPTION 'this backup site does not know its primary yet'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the primary with gsb.add_peer().';
+    END IF;
+    RETURN a;
+END
+$$;
+
+CREATE FUNCTION gsb.is_active() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT gsb.active_site() = gsb.site_name()
+$$;
+
+-- What a client routed to the service would see: 'Primary' or 'Backup'.
+CREATE FUNCTION gsb.detect_backup() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN gsb.active_site() = gsb._primary_name() THEN 'Primary' ELSE 'Backup' END
+$$;
+
+-- Takes another site's view of the active site if it is newer than ours.
+-- Returns true when it changed ours.
+CREATE FUNCTION gsb._adopt_state(p_term bigint, p_active text, p_mode text, p_automatic boolean,
+                                 p_from_role text)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    st gsb.site_state;
+BEGIN
+    SELECT * INTO st FROM gsb.site_state FOR UPDATE;
+    IF p_term > st.term
+       OR (p_term = st.term AND p_from_role = 'primary'
+           AND (p_active, p_mode, p_automatic) IS DISTINCT FROM (st.active_site, st.mode, st.automatic)) THEN
+        UPDATE gsb.site_state
+           SET term = p_term, active_site = p_active, mode = p_mode, automatic = p_automatic,
+               changed_at = CASE WHEN p_active IS DISTINCT FROM st.active_site THEN now()
+                                 ELSE st.changed_at END;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$$;
+
+-- Called by the other site's monitor: takes its view if newer, answers ours.
+CREATE FUNCTION gsb._heartbeat(p_from text, p_term bigint, p_active text, p_mode text,
+                               p_automatic boolean)
+RETURNS text[]
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    st gsb.site_state;
+BEGIN
+    PERFORM gsb._adopt_state(p_term, p_active, p_mode, p_automatic,
+                             (SELECT role FROM gsb.peers WHERE name = p_from));
+    SELECT * INTO st FROM gsb.site_state;
+    RETURN ARRAY[me.name, me.role, st.term::text, st.active_site, st.mode, st.automatic::text,
+                 current_setting('gsb.maintenance_window')];
+END
+$$;
+
+-- Makes to_site the active site: a new term, an event, and the news pushed
+-- to the peer at once (the monitors' heartbeats carry it otherwise).
+CREATE FUNCTION gsb._switch(to_site text, reason text, detail text, new_mode text,
+                            automatic boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    st gsb.site_state;
+    p gsb.peers;
+BEGIN
+    SELECT * INTO st FROM gsb.site_state FOR UPDATE;
+    UPDATE gsb.site_state
+       SET term = st.term + 1, active_site = to_site, mode = new_mode,
+           automatic = _switch.automatic, changed_at = now();
+    INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term)
+    VALUES (coalesce(st.active_site, gsb._primary_name()), to_site, reason, detail, st.term + 1);
+    RAISE LOG 'gsb: active site is now % (%: %)', to_site, reason, coalesce(detail, '');
+    FOR p IN SELECT * FROM gsb.peers LOOP
+        BEGIN
+            PERFORM gsb._peer_query(p.conninfo,
+                'SELECT gsb._adopt_state($1::pg_catalog.int8, $2, $3, $4::pg_catalog.bool, $5)',
+                ARRAY[(st.term + 1)::text, to_site, new_mode, _switch.automatic::text, me.role]);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE LOG 'gsb: could not tell % at once (%); its monitor will learn it', p.name, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION gsb._other_site() RETURNS gsb.peers
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p gsb.peers;
+BEGIN
+    SELECT * INTO p FROM gsb.peers ORDER BY name LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'this site has no peer' USING ERRCODE = 'undefined_object',
+            HINT = 'Add the other site with gsb.add_peer().';
+    END IF;
+    RETURN p;
+END
+$$;
+
+CREATE FUNCTION gsb._backup_name() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN s.role = 'backup' THEN s.name
+                ELSE (SELECT p.name FROM gsb.peers p WHERE p.role = 'backup' ORDER BY p.name LIMIT 1)
+           END
+      FROM gsb.site s
+$$;
+
+-- Waits until the site `target` has every change committed on the other
+-- site before now. Runs the wait where the changes were made.
+CREATE FUNCTION gsb._wait_for(target text, timeout interval) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    p gsb.peers := gsb._other_site();
+    r text[];
+BEGIN
+    IF target = me.name THEN
+        -- our peer must have sent us everything: ask it to wait for us
+        SELECT x INTO r FROM gsb._peer_query(p.conninfo,
+            'SELECT gsb.wait_for_peer($1::pg_catalog.interval)::pg_catalog.text',
+            ARRAY[timeout::text]) x;
+        RETURN r[1]::boolean;
+    END IF;
+    RETURN gsb.wait_for_peer(timeout);
+END
+$$;
+
+CREATE FUNCTION gsb.failover(reason text DEFAULT 'manual') RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b text := gsb._backup_name();
+BEGIN
+    PERFORM gsb._site();
+    IF b IS NULL THEN
+        RAISE EXCEPTION 'there is no backup site to fail over to'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the backup with gsb.add_peer().';
+    END IF;
+    IF gsb.active_site() = b THEN
+        RAISE NOTICE 'the backup site % is already active', b;
+        RETURN;
+    END IF;
+    PERFORM gsb._switch(b, 'manual failover', coalesce(reason, 'manual'), 'failed_over', false);
+END
+$$;
+
+CREATE FUNCTION gsb.failback() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    prim text := gsb._primary_name();
+    ok boolean;
+BEGIN
+    PERFORM gsb._site();
+    IF gsb.active_site() = prim THEN
+        RAISE NOTICE 'the primary site % is already active', prim;
+        RETURN;
+    END IF;
+    BEGIN
+        ok := gsb._wait_for(prim, '60 s');
+    EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection OR connection_exception
+                   OR connection_failure THEN
+        RAISE EXCEPTION 'the primary site % is unreachable', prim
+            USING ERRCODE = 'connection_failure', DETAIL = SQLERRM,
+                  HINT = 'Fail back once the primary is up and replicating again.';
+    END;
+    IF NOT ok THEN
+        RAISE EXCEPTION 'the primary site % has not caught up with the backup', prim
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Check gsb.status on both sites, then try again.';
+    END IF;
+    PERFORM gsb._switch(prim, 'failback', NULL, 'normal', false);
+END
+$$;
+
+-- Planned switchover to the backup: nothing committed on the primary is
+-- left behind.
+CREATE FUNCTION gsb._begin_maintenance(automatic boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b text := gsb._backup_name();
+    prim text := gsb._primary_name();
+BEGIN
+    PERFORM gsb._site();
+    IF b IS NULL THEN
+        RAISE EXCEPTION 'there is no backup site to switch to'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the backup with gsb.add_peer().';
+    END IF;
+    IF (SELECT mode FROM gsb.site_state) = 'maintenance' THEN
+        RAISE NOTICE 'maintenance is already under way';
+        RETURN;
+    END IF;
+    IF NOT gsb._wait_for(b, '60 s') THEN
+        RAISE EXCEPTION 'the backup site % has not caught up with the primary', b
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Check gsb.status on both sites, then try again.';
+    END IF;
+    PERFORM gsb._switch(b, 'maintenance start',
+                        CASE WHEN automatic THEN 'maintenance window ' || current_setting('gsb.maintenance_window') END,
+                        'maintenance', automatic);
+END
+$$;
+
+CREATE FUNCTION gsb.begin_maintenance() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT gsb._begin_maintenance(false)
+$$;
+
+CREATE FUNCTION gsb.end_maintenance() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    prim text := gsb._primary_name();
+    st gsb.site_state;
+BEGIN
+    PERFORM gsb._site();
+    SELECT * INTO st FROM gsb.site_state;
+    IF st.mode <> 'maintenance' THEN
+        RAISE EXCEPTION 'no maintenance is under way'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'gsb.begin_maintenance() starts one; gsb.failback() returns from a failover.';
+    END IF;
+    IF NOT gsb._wait_for(prim, '60 s') THEN
+        RAISE EXCEPTION 'the primary site % has not caught up with the backup', prim
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Check gsb.status on both sites, then try again.';
+    END IF;
+    PERFORM gsb._switch(prim, 'maintenance end', NULL, 'normal', false);
+END
+$$;
+
+-- Is now inside a window like '19:00-21:00 America/Los_Angeles'?
+CREATE FUNCTION gsb._in_window(win text, at timestamptz DEFAULT now()) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m text[];
+    t time;
+    a time;
+    b time;
+BEGIN
+    IF win IS NULL OR btrim(win) = '' THEN
+        RETURN false;
+    END IF;
+    m := regexp_match(btrim(win), '^(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s+(\S+)$');
+    IF m IS NULL THEN
+        RAISE EXCEPTION 'invalid maintenance window: %', win
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Write it as ''HH:MM-HH:MM Time/Zone'', e.g. ''19:00-21:00 America/Los_Angeles''.';
+    END IF;
+    a := m[1]::time;
+    b := m[2]::time;
+    t := (at AT TIME ZONE m[3])::time;
+    IF a <= b THEN
+        RETURN t >= a AND t < b;
+    END IF;
+    RETURN t >= a OR t < b;   -- the window spans midnight
+END
+$$;
+
+-- One step of the site monitor, with what its heartbeat found. Decides
+-- automatic failover, failback and the maintenance window.
+CREATE FUNCTION gsb._monitor_tick(reachable boolean, unreachable_ms bigint, reachable_ms bigint,
+                                  peer text[])
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    st gsb.site_state;
+    prim text := gsb._primary_name();
+    timeout_ms bigint := pg_catalog.current_setting('gsb.failover_timeout')::interval
+                         / interval '1 millisecond';
+    delay text := current_setting('gsb.failback_delay');
+    delay_ms bigint;
+    caught_up boolean;
+BEGIN
+    IF peer IS NOT NULL THEN
+        PERFORM gsb._adopt_state(peer[3]::bigint, peer[4], peer[5], peer[6]::boolean, peer[2]);
+    END IF;
+    SELECT * INTO st FROM gsb.site_state;
+    delay_ms := CASE WHEN delay = '-1' THEN -1 ELSE delay::interval / interval '1 millisecond' END;
+
+    IF me.role = 'backup' THEN
+        -- Automatic failover: the primary is completely unreachable.
+        IF st.active_site = prim AND NOT reachable AND timeout_ms > 0
+           AND unreachable_ms >= timeout_ms THEN
+            PERFORM gsb._switch(me.name, 'automatic failover',
+                                format('primary %s unreachable for %s ms', prim, unreachable_ms),
+                                'failed_over', true);
+            RETURN 'failed over';
+        END IF;
+        -- Automatic failback after an automatic failover.
+        IF st.active_site = me.name AND st.mode = 'failed_over' AND st.automatic
+           AND delay_ms >= 0 AND reachable AND reachable_ms >= delay_ms THEN
+            BEGIN
+                caught_up := gsb._wait_for(prim, '1 s');
+            EXCEPTION WHEN OTHERS THEN
+                caught_up := false;
+            END;
+            IF caught_up THEN
+                PERFORM gsb._switch(prim, 'failback',
+                                    format('primary reachable for %s ms and caught up', reachable_ms),
+                                    'normal', false);
+                RETURN 'failed back';
+            END IF;
+        END IF;
+        -- The daily copy from the primary, every gsb.config_sync_interval.
+        IF reachable AND (st.last_config_sync IS NULL
+                          OR now() - st.last_config_sync
+                             >= current_setting('gsb.config_sync_interval')::interval) THEN
+            BEGIN
+                RETURN format('daily copy: %s rows', gsb.sync_config());
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'gsb: the daily copy from % failed: %', prim, SQLERRM;
+                RETURN NULL;
+            END;
+        END IF;
+    ELSIF reachable THEN
+        -- The primary runs its own maintenance window.
+        IF gsb._in_window(current_setting('gsb.maintenance_window')) THEN
+            IF st.active_site = me.name AND st.mode = 'normal' THEN
+                PERFORM gsb._begin_maintenance(true);
+                RETURN 'maintenance started';
+            END IF;
+        ELSIF st.mode = 'maintenance' AND st.automatic THEN
+            PERFORM gsb.end_maintenance();
+            RETURN 'maintenance ended';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- The daily copy (primary to backup) and merged usage.
+------------------------------------------------------------------------------
+-- Copies every daily table from the primary, from one snapshot of it, and
+-- replaces the backup's rows in one transaction: readers see the old set or
+-- the new one. Returns the number of rows the daily tables hold afterwards.
+CREATE FUNCTION gsb.sync_config() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO' SET intervalstyle = 'postgres' SET extra_float_digits = 3
+AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    prim gsb.peers;
+    problems text;
+    q text;
+    t record;
+    total bigint := 0;
+    n bigint;
+BEGIN
+    IF me.role = 'primary' THEN
+        RAISE EXCEPTION 'gsb.sync_config() runs on the backup site'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'The daily tables are copied from the primary to the backup; call it on the backup.';
+    END IF;
+    SELECT * INTO prim FROM gsb.peers WHERE role = 'primary' ORDER BY name LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'this backup has no primary peer'
+            USING ERRCODE = 'undefined_object', HINT = 'Add the primary with gsb.add_peer().';
+    END IF;
+    -- The daily tables must be the same on both sites, or rows would be lost.
+    WITH mine AS (SELECT * FROM gsb._table_columns('daily')),
+         theirs AS (SELECT r[1] AS tbl, r[2] AS col, r[3] AS typ
+                      FROM gsb._peer_query(prim.conninfo,
+                           'SELECT tbl, col, typ FROM gsb._table_columns(''daily'')') r)
+    SELECT string_agg(DISTINCT coalesce(m.tbl, x.tbl) || '.' || coalesce(m.col, x.col), ', ')
+      INTO problems
+      FROM mine m FULL JOIN theirs x ON x.tbl = m.tbl AND x.col = m.col
+     WHERE m.col IS NULL OR x.col IS NULL OR m.typ <> x.typ;
+    IF problems IS NOT NULL THEN
+        RAISE EXCEPTION 'the daily tables differ between this site and the primary'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Columns missing or of another type on one side: ' || problems,
+                  HINT = 'Create the same daily tables on both sites and register them with gsb.replicate_table(rel, ''daily'') on each.';
+    END IF;
+
+    -- No trigger or rule that a table owner planted runs with our rights.
+    SET LOCAL session_replication_role = replica;
+    CREATE TEMP TABLE IF NOT EXISTS gsb_sync_rows (tbl text, row_json text) ON COMMIT DROP;
+    TRUNCATE gsb_sync_rows;
+    -- One statement on the primary: one snapshot for every daily table.
+    SELECT string_agg(format('SELECT %L, pg_catalog.row_to_json(t)::pg_catalog.text FROM ONLY %s t',
+                             tbl, tbl), ' UNION ALL ')
+      INTO q
+      FROM (SELECT DISTINCT tbl FROM gsb._table_columns('daily')) d;
+    IF q IS NOT NULL THEN
+        INSERT INTO gsb_sync_rows SELECT r[1], r[2] FROM gsb._peer_query(prim.conninfo, q) r;
+    END IF;
+    FOR t IN
+        SELECT c.oid::regclass AS rel, c.relkind
+          FROM gsb.tables gt JOIN pg_class c ON c.oid = gt.relid
+         WHERE gt.mode = 'daily'
+         ORDER BY c.oid::regclass::text
+    LOOP
+        IF t.relkind <> 'r' THEN
+            RAISE EXCEPTION '% is not a table', t.rel USING ERRCODE = 'wrong_object_type';
+        END IF;
+        EXECUTE format('DELETE FROM ONLY %s', t.rel);
+        EXECUTE format('INSERT INTO %1$s SELECT (pg_catalog.json_populate_record(NULL::%1$s, r.row_json::pg_catalog.json)).* '
+                       'FROM gsb_sync_rows r WHERE r.tbl = %2$L', t.rel,
+                       (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE c.oid = t.rel));
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+    END LOOP;
+    UPDATE gsb.site_state SET last_config_sync = now(), last_config_sync_rows = total;
+    RETURN total;
+END
+$$;
+
+-- Usage of both sites merged: a meeting that ran on both sites (a failover
+-- in the middle) counts once, and its minutes add up.
+CREATE FUNCTION gsb.usage_report(from_ts timestamptz, to_ts timestamptz)
+RETURNS TABLE (account_id bigint, meetings bigint, minutes numeric, primary_minutes numeric,
+               backup_minutes numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT u.account_id,
+           count(DISTINCT u.meeting_id),
+           sum(u.minutes),
+           coalesce(sum(u.minutes) FILTER (WHERE u.site = gsb._primary_name()), 0),
+           coalesce(sum(u.minutes) FILTER (WHERE u.site IS DISTINCT FROM gsb._primary_name()), 0)
+      FROM gsb.usage u
+     WHERE u.started_at >= from_ts AND u.started_at < to_ts
+     GROUP BY u.account_id
+     ORDER BY u.account_id
+$$;
+
+------------------------------------------------------------------------------
+-- Meetings.
+------------------------------------------------------------------------------
+CREATE FUNCTION gsb._meeting(meeting_id bigint) RETURNS gsb.meetings
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m gsb.meetings;
+BEGIN
+    SELECT * INTO m FROM gsb.meetings WHERE id = meeting_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'meeting % does not exist', coalesce(meeting_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Schedule it with gsb.schedule_meeting(), on either site.';
+    END IF;
+    RETURN m;
+END
+$$;
+
+CREATE FUNCTION gsb._record_usage(m gsb.meetings, on_site text, from_ts timestamptz,
+                                  to_ts timestamptz) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO gsb.usage (meeting_id, account_id, site, started_at, ended_at, minutes)
+    VALUES (m.id, m.account_id, on_site, from_ts, to_ts,
+            greatest(EXTRACT(EPOCH FROM (to_ts - from_ts)), 0) / 60)
+$$;
+
+CREATE FUNCTION gsb.start_meeting(meeting_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    active text := gsb.active_site();
+    m gsb.meetings;
+BEGIN
+    IF active <> me.name THEN
+        RAISE EXCEPTION 'meetings start only on the active site, which is %', active
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Start the meeting on site %s.', active);
+    END IF;
+    m := gsb._meeting(meeting_id);
+    IF m.status = 'ended' THEN
+        RAISE EXCEPTION 'meeting % has ended', meeting_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF m.status = 'in_progress' AND m.hosted_site = me.name THEN
+        RETURN;   -- already running here
+    END IF;
+    IF m.status = 'in_progress' THEN
+        -- Its site failed mid-meeting: that site's part is usage of its own,
+        -- and the meeting goes on here.
+        PERFORM gsb._record_usage(m, m.hosted_site, m.started_at, now());
+    END IF;
+    UPDATE gsb.meetings
+       SET status = 'in_progress', hosted_site = me.name, started_at = now(), updated_at = now()
+     WHERE id = meeting_id;
+END
+$$;
+
+CREATE FUNCTION gsb.join_meeting(meeting_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m gsb.meetings;
+BEGIN
+    SELECT * INTO m FROM gsb.meetings WHERE id = meeting_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'meeting % does not exist', coalesce(meeting_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF m.status = 'ended' THEN
+        RAISE EXCEPTION 'meeting % has ended', meeting_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF m.status = 'in_progress' THEN
+        RETURN m.hosted_site;
+    END IF;
+    RETURN gsb.active_site();
+END
+$$;
+
+CREATE FUNCTION gsb.end_meeting(meeting_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    m gsb.meetings := gsb._meeting(meeting_id);
+BEGIN
+    IF m.status <> 'in_progress' THEN
+        RAISE EXCEPTION 'meeting % is not in progress', meeting_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF m.hosted_site <> me.name THEN
+        RAISE EXCEPTION 'meeting % is hosted on site %', meeting_id, m.hosted_site
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('End it on site %s, or start it here first to take it over.', m.hosted_site);
+    END IF;
+    PERFORM gsb._record_usage(m, me.name, m.started_at, now());
+    UPDATE gsb.meetings SET status = 'ended', ended_at = now(), updated_at = now()
+     WHERE id = meeting_id;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Privileges. Admin functions: superusers and gsb_admin only.
 ------------------------------------------------------------------------------
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA gsb FROM PUBLIC;
@@ -729,18 +1326,28 @@ GRANT EXECUTE ON FUNCTION
     gsb.add_peer(text, text, boolean),
     gsb.drop_peer(text),
     gsb.wait_for_peer(interval),
-    gsb.verify(regclass)
+    gsb.verify(regclass),
+    gsb.failover(text),
+    gsb.failback(),
+    gsb.begin_maintenance(),
+    gsb.end_maintenance(),
+    gsb.sync_config()
   TO gsb_admin;
 GRANT EXECUTE ON FUNCTION
     gsb.site_name(), gsb.site_role(), gsb.next_id(regclass), gsb.protocol_version(),
     gsb.create_account(text, text),
-    gsb.schedule_meeting(bigint, text, timestamptz, text)
+    gsb.schedule_meeting(bigint, text, timestamptz, text),
+    gsb.active_site(), gsb.is_active(), gsb.detect_backup(),
+    gsb.start_meeting(bigint), gsb.join_meeting(bigint), gsb.end_meeting(bigint),
+    gsb.usage_report(timestamptz, timestamptz)
   TO PUBLIC;
-GRANT EXECUTE ON FUNCTION gsb._site() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION gsb._site(), gsb._primary_name(), gsb._meeting(bigint),
+    gsb._record_usage(gsb.meetings, text, timestamptz, timestamptz) TO PUBLIC;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA gsb FROM PUBLIC;
 GRANT SELECT ON gsb.site, gsb.tables, gsb.replicated_tables TO PUBLIC;
-GRANT SELECT ON gsb.status, gsb.conflicts, gsb.peers TO gsb_admin;
+GRANT SELECT ON gsb.status, gsb.conflicts, gsb.peers, gsb.site_events, gsb.site_state
+  TO gsb_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     gsb.accounts, gsb.meetings, gsb.usage,
     gsb.site_config, gsb.custom_pages, gsb.client_versions

@@ -103,6 +103,8 @@ class ApplyWorker {
     void Process(PeerConnection &repl, const char *data, int len);
     void SendFeedback(PeerConnection &repl, bool force, bool reply_requested);
     void PublishProgress();
+    TimestampTz ReadFailoverTime();
+    void RecordLateArrival();
 
     std::string peer_;
     std::string origin_name_;
@@ -118,6 +120,10 @@ class ApplyWorker {
     TimestampTz last_message_at_ = 0;
     long backoff_ms_ = 1000;
     bool had_error_ = false;
+    // Late tail: after this site took over from the failed primary, the
+    // primary's transactions committed before that moment that arrive now.
+    TimestampTz failover_at_ = 0;
+    int64 late_count_ = 0;
     // Local commit end -> remote commit end, for commits not yet flushed.
     struct FlushPos {
         XLogRecPtr local_end;
@@ -488,7 +494,75 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
     sql.Exec("CLOSE gsb_copy");
 }
 
+// When this backup took over from the peer (the primary) and still serves,
+// the time it did; 0 otherwise.
+TimestampTz ApplyWorker::ReadFailoverTime() {
+    const char *name = peer_.c_str();
+    return PgCall([&] {
+        TimestampTz at = 0;
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "gsb: SPI_connect failed");
+        Oid types[1] = {TEXTOID};
+        Datum values[1] = {CStringGetTextDatum(name)};
+        int rc = SPI_execute_with_args(
+            "SELECT st.changed_at FROM gsb.site_state st CROSS JOIN gsb.site s "
+            "WHERE st.active_site = s.name AND s.role = 'backup' AND st.mode = 'failed_over' "
+            "AND EXISTS (SELECT 1 FROM gsb.peers p WHERE p.name = $1 AND p.role = 'primary')",
+            1, types, values, nullptr, true, 1);
+        if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+            bool isnull;
+            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+            if (!isnull)
+                at = DatumGetTimestampTz(d);
+        }
+        SPI_finish();
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+        return at;
+    });
+}
+
+// Records how many of the failed primary's transactions arrived late. The
+// event is this site's own change (no origin), so it reaches the peer too.
+void ApplyWorker::RecordLateArrival() {
+    const char *name = peer_.c_str();
+    int64 n = late_count_;
+    TimestampTz at = failover_at_;
+    RepOriginId origin = origin_;
+    PgCall([&] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        replorigin_session_origin = InvalidRepOriginId;
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "gsb: SPI_connect failed");
+        char *detail = psprintf("%lld transactions committed on %s before the failover at %s "
+                                "arrived after it",
+                                static_cast<long long>(n), name, timestamptz_to_str(at));
+        Oid types[2] = {TEXTOID, TEXTOID};
+        Datum values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(detail)};
+        int rc = SPI_execute_with_args(
+            "INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term) "
+            "SELECT $1, s.name, 'late arrival', $2, st.term FROM gsb.site s, gsb.site_state st",
+            2, types, values, nullptr, false, 0);
+        if (rc != SPI_OK_INSERT)
+            elog(ERROR, "gsb: could not record the late arrival");
+        SPI_finish();
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+        replorigin_session_origin = origin;
+        ereport(LOG, (errmsg("gsb: %s", detail)));
+    });
+    late_count_ = 0;
+    failover_at_ = 0;
+}
+
 void ApplyWorker::Stream(PeerConnection &repl, const PeerConfig &cfg) {
+    failover_at_ = ReadFailoverTime();
+    late_count_ = 0;
     XLogRecPtr start = PgCall([] { return replorigin_session_get_progress(false); });
     last_flushed_ = start;
     last_received_ = std::max(last_received_, start);
@@ -545,6 +619,9 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
     if (kind == protocol::CopyKind::kKeepalive) {
         last_received_ = std::max(last_received_, keepalive.end_lsn);
         peer_end_ = std::max(peer_end_, keepalive.end_lsn);
+        // Caught up with the peer: the late tail, if any, is all here.
+        if (!in_txn_ && late_count_ > 0)
+            RecordLateArrival();
         SendFeedback(repl, true, false);
         PublishProgress();
         return;
@@ -601,6 +678,8 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
         });
         in_txn_ = false;
         pending_flush_.push_back({local_end, end});
+        if (failover_at_ != 0 && ts < failover_at_)
+            late_count_++;
         SendFeedback(repl, false, false);
         break;
     }

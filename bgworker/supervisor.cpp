@@ -1,7 +1,8 @@
 // supervisor.cpp: the gsb supervisor, a background worker that the
 // postmaster starts when gsb is in shared_preload_libraries.
 //
-// It serves the database named by gsb.database: it reads gsb.peers and keeps
+// It serves the database named by gsb.database: it keeps the site monitor
+// running while the extension is installed, reads gsb.peers and keeps
 // exactly one apply worker running per peer, starting missing ones (with
 // backoff after a worker dies), and stopping those whose peer was dropped or
 // whose extension is gone. gsb.add_peer and gsb.drop_peer wake it through
@@ -44,6 +45,8 @@ namespace {
 constexpr long kPollMs = 1000;
 constexpr long kMaxRestartDelayMs = 30000;
 
+// A worker the supervisor keeps running: an apply worker (peer set) or the
+// site monitor (peer empty).
 struct Worker {
     std::string peer;
     BackgroundWorkerHandle *handle = nullptr;
@@ -53,8 +56,9 @@ struct Worker {
 };
 
 // Names of the peers in gsb.peers, or none when gsb is not installed.
-std::vector<std::string> ReadPeers() {
+std::vector<std::string> ReadPeers(bool *installed) {
     std::vector<std::string> peers;
+    bool have_gsb = false;
     char **names = nullptr;
     int n = 0;
     PgCall([&] {
@@ -62,6 +66,7 @@ std::vector<std::string> ReadPeers() {
         StartTransactionCommand();
         PushActiveSnapshot(GetTransactionSnapshot());
         if (OidIsValid(get_extension_oid("gsb", true))) {
+            have_gsb = true;
             if (SPI_connect() != SPI_OK_CONNECT)
                 elog(ERROR, "gsb: SPI_connect failed");
             if (SPI_execute("SELECT name FROM gsb.peers WHERE enabled ORDER BY name", true, 0) ==
@@ -80,6 +85,7 @@ std::vector<std::string> ReadPeers() {
         PopActiveSnapshot();
         CommitTransactionCommand();
     });
+    *installed = have_gsb;
     for (int i = 0; i < n; i++)
         peers.emplace_back(names[i]);
     PgCall([&] {
@@ -92,6 +98,8 @@ std::vector<std::string> ReadPeers() {
 }
 
 bool Suppressed(const std::string &peer) {
+    if (peer.empty())
+        return false;
     const char *name = peer.c_str();
     return PgCall([&] {
         SharedState *s = Shared();
@@ -123,10 +131,16 @@ void Start(Worker &w) {
     bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
     bgw.bgw_restart_time = BGW_NEVER_RESTART; // the supervisor restarts it
     strlcpy(bgw.bgw_library_name, "gsb", BGW_MAXLEN);
-    strlcpy(bgw.bgw_function_name, "gsb_apply_main", BGW_MAXLEN);
-    snprintf(bgw.bgw_name, BGW_MAXLEN, "gsb apply worker for peer %s", w.peer.c_str());
-    strlcpy(bgw.bgw_type, "gsb apply worker", BGW_MAXLEN);
-    strlcpy(bgw.bgw_extra, w.peer.c_str(), BGW_EXTRALEN);
+    if (w.peer.empty()) {
+        strlcpy(bgw.bgw_function_name, "gsb_monitor_main", BGW_MAXLEN);
+        strlcpy(bgw.bgw_name, "gsb site monitor", BGW_MAXLEN);
+        strlcpy(bgw.bgw_type, "gsb site monitor", BGW_MAXLEN);
+    } else {
+        strlcpy(bgw.bgw_function_name, "gsb_apply_main", BGW_MAXLEN);
+        snprintf(bgw.bgw_name, BGW_MAXLEN, "gsb apply worker for peer %s", w.peer.c_str());
+        strlcpy(bgw.bgw_type, "gsb apply worker", BGW_MAXLEN);
+        strlcpy(bgw.bgw_extra, w.peer.c_str(), BGW_EXTRALEN);
+    }
     bgw.bgw_notify_pid = MyProcPid;
     BackgroundWorkerHandle *handle = nullptr;
     bool ok = PgCall([&] {
@@ -166,7 +180,10 @@ void Run() {
             ConfigReloadPending = false;
             PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
         }
-        std::vector<std::string> peers = ReadPeers();
+        bool installed = false;
+        std::vector<std::string> peers = ReadPeers(&installed);
+        if (installed)
+            peers.insert(peers.begin(), std::string()); // the site monitor
         for (Worker &w : workers)
             w.wanted = false;
         for (const std::string &p : peers) {

@@ -48,6 +48,11 @@ struct SharedState {
     LWLock *lock;
     Latch *supervisor_latch;
     int supervisor_pid;
+    // The site monitor's view of the peer.
+    int monitor_pid;
+    bool peer_reachable;
+    TimestampTz last_heartbeat_at; // last answer from the peer
+    char monitor_error[kErrorLen];
     PeerSlot peers[kMaxPeers];
 };
 
