@@ -47,7 +47,8 @@ test/unit/protocol_test: test/unit/protocol_test.cpp src/protocol.cpp src/protoc
 unit: test/unit/protocol_test
 	./test/unit/protocol_test
 
-FORMAT_FILES = $(wildcard src/*.cpp src/*.hpp bgworker/*.cpp bgworker/*.hpp test/unit/*.cpp)
+FORMAT_FILES = $(wildcard src/*.cpp src/*.hpp bgworker/*.cpp bgworker/*.hpp test/unit/*.cpp \
+	test/fuzz/*.cpp test/fuzz/*.hpp)
 lint:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 format:
@@ -55,3 +56,27 @@ format:
 
 bench:
 	bash bench/run.sh $(BENCH_ARGS)
+
+# Fuzzing the protocol reader with libFuzzer, ASan and UBSan (clang). `fuzz`
+# runs for FUZZ_SECONDS on a scratch copy of the seed corpus, so the inputs it
+# finds stay out of the repository; a finding fails it and leaves its input in
+# test/fuzz/ (crash-*, leak-*, timeout-*, oom-*). `fuzz-corpus` rewrites the
+# seeds from test/fuzz/seeds.hpp.
+FUZZ_SECONDS ?= 20
+FUZZ_CXX ?= clang++
+FUZZ_FLAGS = -std=c++17 -O1 -g -I src -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer
+test/fuzz/protocol_fuzz: test/fuzz/protocol_fuzz.cpp test/fuzz/seeds.hpp src/protocol.cpp src/protocol.hpp
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ test/fuzz/protocol_fuzz.cpp src/protocol.cpp
+
+.PHONY: fuzz fuzz-corpus
+fuzz: test/fuzz/protocol_fuzz
+	corpus=$$(mktemp -d) && cp test/fuzz/corpus/* "$$corpus" && \
+	./test/fuzz/protocol_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+		-print_final_stats=1 -artifact_prefix=test/fuzz/ "$$corpus"; \
+	status=$$?; rm -rf "$$corpus"; exit $$status
+
+fuzz-corpus:
+	tool=$$(mktemp) && \
+	$(CXX) -std=c++17 -Wall -Wextra -I src -o "$$tool" test/fuzz/make_corpus.cpp src/protocol.cpp && \
+	"$$tool" test/fuzz/corpus; status=$$?; rm -f "$$tool"; exit $$status

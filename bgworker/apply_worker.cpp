@@ -371,8 +371,10 @@ void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
     SetState(PeerState::kInitialSync);
     // A slot left by an interrupted attempt holds a position we no longer
     // trust: this site's copy was rolled back with it.
-    PgResult dropped = repl.ExecAllowError("DROP_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_));
-    (void)dropped;
+    PgResult leftover = repl.Exec("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+                                  repl.QuoteLiteral(slot_name_));
+    if (leftover.Rows() > 0)
+        repl.Exec("DROP_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_) + " WAIT");
     std::string create = "CREATE_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_) +
                          " LOGICAL gsb (SNAPSHOT '" + (cfg.copy_data ? "export" : "nothing") + "')";
     PgResult slot = repl.Exec(create);

@@ -172,7 +172,9 @@ void Decode(std::string_view bytes, Message &out) {
         uint16_t n = c.U16();
         if (n > kMaxColumns)
             c.Fail("relation with " + std::to_string(n) + " columns");
-        if (n > c.Remaining())
+        // A column takes at least 17 bytes (flags, three lengths, type OID,
+        // typmod): refuse counts the buffer cannot hold before allocating.
+        if (n > c.Remaining() / 17)
             c.Fail("relation claims " + std::to_string(n) + " columns in " +
                    std::to_string(c.Remaining()) + " bytes");
         out.columns.resize(n);
