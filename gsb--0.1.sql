@@ -1055,8 +1055,7 @@ DECLARE
     me gsb.site := gsb._site();
     st gsb.site_state;
     prim text := gsb._primary_name();
-    timeout_ms bigint := pg_catalog.current_setting('gsb.failover_timeout')::interval
-                         / interval '1 millisecond';
+    timeout_ms bigint := EXTRACT(EPOCH FROM current_setting('gsb.failover_timeout')::interval) * 1000;
     delay text := current_setting('gsb.failback_delay');
     delay_ms bigint;
     caught_up boolean;
@@ -1065,7 +1064,8 @@ BEGIN
         PERFORM gsb._adopt_state(peer[3]::bigint, peer[4], peer[5], peer[6]::boolean, peer[2]);
     END IF;
     SELECT * INTO st FROM gsb.site_state;
-    delay_ms := CASE WHEN delay = '-1' THEN -1 ELSE delay::interval / interval '1 millisecond' END;
+    delay_ms := CASE WHEN delay = '-1' THEN -1
+                     ELSE EXTRACT(EPOCH FROM delay::interval) * 1000 END;
 
     IF me.role = 'backup' THEN
         -- Automatic failover: the primary is completely unreachable.

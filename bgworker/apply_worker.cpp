@@ -371,8 +371,9 @@ void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
     SetState(PeerState::kInitialSync);
     // A slot left by an interrupted attempt holds a position we no longer
     // trust: this site's copy was rolled back with it.
-    PgResult leftover = repl.Exec("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
-                                  repl.QuoteLiteral(slot_name_));
+    PgResult leftover =
+        repl.Exec("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+                  repl.QuoteLiteral(slot_name_));
     if (leftover.Rows() > 0)
         repl.Exec("DROP_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_) + " WAIT");
     std::string create = "CREATE_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_) +
