@@ -223,10 +223,10 @@ void Run() {
                     values[0] = BoolGetDatum(reachable);
                     values[1] = Int64GetDatum(unreachable_ms);
                     values[2] = Int64GetDatum(reachable_ms);
+                    // array_in caches in flinfo: call it with one.
                     if (*pa)
                         values[3] =
-                            DirectFunctionCall3(array_in, CStringGetDatum(pa),
-                                                ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1));
+                            OidInputFunctionCall(F_ARRAY_IN, const_cast<char *>(pa), TEXTOID, -1);
                     else
                         nulls[3] = 'n';
                 });
