@@ -26,7 +26,6 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -216,22 +215,29 @@ void Run() {
                 std::string reach = reachable ? "true" : "false";
                 std::string un = std::to_string(unreachable_ms), re = std::to_string(reachable_ms);
                 const char *pa = peer_array.c_str();
-                Oid types[4] = {BOOLOID, INT8OID, INT8OID, TEXTARRAYOID};
-                Datum values[4];
+                // Plain values here: the text array is parsed by SQL, inside
+                // the transaction (its input function needs the catalogs).
+                Oid types[4] = {BOOLOID, INT8OID, INT8OID, TEXTOID};
+                Datum values[4] = {BoolGetDatum(reachable), Int64GetDatum(unreachable_ms),
+                                   Int64GetDatum(reachable_ms), (Datum)0};
                 char nulls[5] = "    ";
                 PgCall([&] {
-                    values[0] = BoolGetDatum(reachable);
-                    values[1] = Int64GetDatum(unreachable_ms);
-                    values[2] = Int64GetDatum(reachable_ms);
-                    // array_in caches in flinfo: call it with one.
                     if (*pa)
-                        values[3] =
-                            OidInputFunctionCall(F_ARRAY_IN, const_cast<char *>(pa), TEXTOID, -1);
+                        values[3] = CStringGetTextDatum(pa);
                     else
                         nulls[3] = 'n';
                 });
-                auto action = QueryOne("SELECT gsb._monitor_tick($1, $2, $3, $4)", 4, types, values,
-                                       nulls, false);
+                std::optional<std::vector<std::string>> action;
+                try {
+                    action = QueryOne("SELECT gsb._monitor_tick($1, $2, $3, $4::pg_catalog.text[])",
+                                      4, types, values, nulls, false);
+                } catch (...) {
+                    if (nulls[3] != 'n')
+                        PgCall([&] { pfree(DatumGetPointer(values[3])); });
+                    throw;
+                }
+                if (nulls[3] != 'n')
+                    PgCall([&] { pfree(DatumGetPointer(values[3])); });
                 if (action && !(*action)[0].empty()) {
                     const char *a = (*action)[0].c_str();
                     PgCall([&] { ereport(LOG, (errmsg("gsb site monitor: %s", a))); });
