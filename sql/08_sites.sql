@@ -52,3 +52,9 @@ SELECT try('SELECT gsb.end_maintenance()');
 SELECT try('SELECT gsb.sync_config()');
 SELECT gsb.failback();   -- the primary is active already: a notice
 SELECT count(*) AS events FROM gsb.site_events;
+
+-- A maintenance window that cannot be read is refused when it is set.
+ALTER SYSTEM SET gsb.maintenance_window = '7pm to 9pm';
+ALTER SYSTEM SET gsb.maintenance_window = '19:00-21:00 Mars/Olympus_Mons';
+ALTER SYSTEM SET gsb.maintenance_window = '25:00-21:00 UTC';
+\set VERBOSITY default

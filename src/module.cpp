@@ -3,10 +3,12 @@
 #include "pg.hpp"
 
 extern "C" {
+#include "pgtime.h"
 #include "utils/guc.h"
 }
 
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include "gsb.hpp"
@@ -45,6 +47,27 @@ bool FaultInjected(const char *point) {
 
 namespace {
 
+// gsb.maintenance_window: '' or 'HH:MM-HH:MM Time/Zone'.
+bool CheckMaintenanceWindow(char **newval, void **, GucSource) {
+    const char *v = *newval;
+    if (v == nullptr || v[0] == '\0')
+        return true;
+    int h1, m1, h2, m2, used = 0;
+    char zone[128];
+    if (sscanf(v, " %d:%d - %d:%d %127s %n", &h1, &m1, &h2, &m2, zone, &used) != 5 ||
+        v[used] != '\0' || h1 < 0 || h1 > 23 || h2 < 0 || h2 > 23 || m1 < 0 || m1 > 59 || m2 < 0 ||
+        m2 > 59) {
+        GUC_check_errdetail("Write it as 'HH:MM-HH:MM Time/Zone', e.g. "
+                            "'19:00-21:00 America/Los_Angeles'.");
+        return false;
+    }
+    if (pg_tzset(zone) == nullptr) {
+        GUC_check_errdetail("Time zone \"%s\" is not known.", zone);
+        return false;
+    }
+    return true;
+}
+
 void DefineGucs() {
     DefineCustomStringVariable("gsb.database", "Database that gsb's workers serve.", nullptr,
                                &guc_database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr,
@@ -68,8 +91,8 @@ void DefineGucs() {
                             GUC_UNIT_S, nullptr, nullptr, nullptr);
     DefineCustomStringVariable("gsb.maintenance_window",
                                "Daily maintenance window, e.g. '19:00-21:00 America/Los_Angeles'.",
-                               nullptr, &guc_maintenance_window, "", PGC_SIGHUP, 0, nullptr,
-                               nullptr, nullptr);
+                               nullptr, &guc_maintenance_window, "", PGC_SIGHUP, 0,
+                               CheckMaintenanceWindow, nullptr, nullptr);
     DefineCustomIntVariable("gsb.apply_timeout",
                             "The apply worker drops a peer connection that has been silent this "
                             "long.",
