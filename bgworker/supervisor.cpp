@@ -45,9 +45,12 @@ namespace {
 constexpr long kPollMs = 1000;
 constexpr long kMaxRestartDelayMs = 30000;
 
-// A worker the supervisor keeps running: an apply worker (peer set) or the
-// site monitor (peer empty).
+// A worker the supervisor keeps running: the site monitor, the HTTP
+// endpoint, or an apply worker for one peer.
+enum class Kind { kMonitor, kHttp, kApply };
+
 struct Worker {
+    Kind kind = Kind::kApply;
     std::string peer;
     BackgroundWorkerHandle *handle = nullptr;
     TimestampTz next_start = 0;
@@ -97,9 +100,10 @@ std::vector<std::string> ReadPeers(bool *installed) {
     return peers;
 }
 
-bool Suppressed(const std::string &peer) {
-    if (peer.empty())
+bool Suppressed(const Worker &w) {
+    if (w.kind != Kind::kApply)
         return false;
+    const std::string &peer = w.peer;
     const char *name = peer.c_str();
     return PgCall([&] {
         SharedState *s = Shared();
@@ -131,10 +135,14 @@ void Start(Worker &w) {
     bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
     bgw.bgw_restart_time = BGW_NEVER_RESTART; // the supervisor restarts it
     strlcpy(bgw.bgw_library_name, "gsb", BGW_MAXLEN);
-    if (w.peer.empty()) {
+    if (w.kind == Kind::kMonitor) {
         strlcpy(bgw.bgw_function_name, "gsb_monitor_main", BGW_MAXLEN);
         strlcpy(bgw.bgw_name, "gsb site monitor", BGW_MAXLEN);
         strlcpy(bgw.bgw_type, "gsb site monitor", BGW_MAXLEN);
+    } else if (w.kind == Kind::kHttp) {
+        strlcpy(bgw.bgw_function_name, "gsb_http_main", BGW_MAXLEN);
+        strlcpy(bgw.bgw_name, "gsb http endpoint", BGW_MAXLEN);
+        strlcpy(bgw.bgw_type, "gsb http endpoint", BGW_MAXLEN);
     } else {
         strlcpy(bgw.bgw_function_name, "gsb_apply_main", BGW_MAXLEN);
         snprintf(bgw.bgw_name, BGW_MAXLEN, "gsb apply worker for peer %s", w.peer.c_str());
@@ -182,17 +190,26 @@ void Run() {
         }
         bool installed = false;
         std::vector<std::string> peers = ReadPeers(&installed);
-        if (installed)
-            peers.insert(peers.begin(), std::string()); // the site monitor
+        std::vector<std::pair<Kind, std::string>> wanted;
+        if (installed) {
+            wanted.emplace_back(Kind::kMonitor, std::string());
+            if (guc_http_port > 0)
+                wanted.emplace_back(Kind::kHttp, std::string());
+        }
+        for (const std::string &p : peers)
+            wanted.emplace_back(Kind::kApply, p);
         for (Worker &w : workers)
             w.wanted = false;
-        for (const std::string &p : peers) {
+        for (const auto &[kind, p] : wanted) {
             Worker *found = nullptr;
             for (Worker &w : workers)
-                if (w.peer == p)
+                if (w.kind == kind && w.peer == p)
                     found = &w;
             if (found == nullptr) {
-                workers.push_back(Worker{p});
+                Worker nw;
+                nw.kind = kind;
+                nw.peer = p;
+                workers.push_back(nw);
                 found = &workers.back();
             }
             found->wanted = true;
@@ -210,7 +227,7 @@ void Run() {
                     w.delay_ms = 1000; // it has been up for a while
                 continue;
             }
-            if (Suppressed(w.peer) || now < w.next_start)
+            if (Suppressed(w) || now < w.next_start)
                 continue;
             Start(w);
         }

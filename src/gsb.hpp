@@ -13,6 +13,8 @@ extern int guc_config_sync_interval_s;
 extern char *guc_maintenance_window;
 extern char *guc_fault_injection;
 extern int guc_apply_timeout_ms;
+extern int guc_http_port;
+extern char *guc_http_listen_addresses;
 
 // True when `point` is named in gsb.fault_injection (a test hook; superuser).
 bool FaultInjected(const char *point);

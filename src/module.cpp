@@ -30,6 +30,8 @@ int guc_config_sync_interval_s = 86400;
 char *guc_maintenance_window = nullptr;
 char *guc_fault_injection = nullptr;
 int guc_apply_timeout_ms = 60000;
+int guc_http_port = 0;
+char *guc_http_listen_addresses = nullptr;
 
 bool FaultInjected(const char *point) {
     if (guc_fault_injection == nullptr || guc_fault_injection[0] == '\0')
@@ -101,6 +103,13 @@ void DefineGucs() {
     DefineCustomStringVariable(
         "gsb.fault_injection", "Comma-separated fault points to trigger (tests only).", nullptr,
         &guc_fault_injection, "", PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "gsb.http_port", "TCP port of the HTTP endpoint for load balancers; 0 turns it off.",
+        nullptr, &guc_http_port, 0, 0, 65535, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("gsb.http_listen_addresses",
+                               "Comma-separated addresses the HTTP endpoint listens on ('*': all).",
+                               nullptr, &guc_http_listen_addresses, "localhost", PGC_SIGHUP, 0,
+                               nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("gsb");
 }
 
