@@ -1,10 +1,11 @@
 #!/bin/bash
 # scripts/test.sh [SUITE...]: gsb's whole test suite, as CI runs it (.ci/run).
 #
-#   sudo bash scripts/test.sh            # lint, unit, regress, tap
+#   sudo bash scripts/test.sh            # lint, unit, fuzz, regress, tap
 #   sudo bash scripts/test.sh unit tap   # some of them
 #
 # Suites: lint (clang-format check), unit (gtest protocol tests, no server),
+# fuzz (a 30 s libFuzzer run of the protocol reader; FUZZ_SECONDS changes it),
 # regress (pg_regress on one temporary cluster: sql/ against expected/), tap
 # (t/*.pl, multi-cluster tests with PostgreSQL::Test::Cluster).
 #
@@ -22,11 +23,11 @@
 # Not for: testing against a running server (see README.md, Tests).
 set -uo pipefail
 
-all_suites=(lint unit regress tap)
+all_suites=(lint unit fuzz regress tap)
 suites=()
 for arg; do
 	case $arg in
-	lint | unit | regress | tap) suites+=("$arg") ;;
+	lint | unit | fuzz | regress | tap) suites+=("$arg") ;;
 	-h | --help)
 		sed -n '2,23s/^# \{0,1\}//p' "$0"
 		exit 0
@@ -47,7 +48,7 @@ repo=$GSB_REPO
 # environment, and psql's column widths depend on that encoding.
 unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME LANGUAGE
 export LANG=C.UTF-8
-declare -A suite_timeout=([lint]=300 [unit]=300 [regress]=900 [tap]=3000)
+declare -A suite_timeout=([lint]=300 [unit]=300 [fuzz]=600 [regress]=900 [tap]=3000)
 
 bash "$repo/scripts/deps.sh" || exit 1
 gsb_pg_init
@@ -150,6 +151,15 @@ if wants unit; then
 		run_suite unit make unit PG_CONFIG="$PG_CONFIG"
 	else
 		set_result unit skipped "no tests in test/unit/ yet"
+	fi
+fi
+
+if wants fuzz; then
+	# A short libFuzzer run of the wire-protocol reader on the seed corpus.
+	if compgen -G 'test/fuzz/*.cpp' >/dev/null; then
+		run_suite fuzz make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+	else
+		set_result fuzz skipped "no fuzz target yet"
 	fi
 fi
 
