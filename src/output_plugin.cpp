@@ -258,6 +258,10 @@ void Shutdown(LogicalDecodingContext *ctx) {
 // rendered, so the text that tests read went through the real reader.
 void Emit(LogicalDecodingContext *ctx, PluginState *st, bool last) {
     if (!st->text) {
+        // Test hook: a message with a byte too many, as a broken or hostile
+        // peer might send; the receiver must refuse it and reconnect.
+        if (FaultInjected("plugin_corrupt_message"))
+            appendStringInfoChar(ctx->out, '\x7f');
         OutputPluginWrite(ctx, last);
         return;
     }
