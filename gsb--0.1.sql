@@ -60,6 +60,9 @@ CREATE TABLE gsb.site_state (
     -- by itself) or maintenance started by the window (ends with it)
     automatic boolean NOT NULL DEFAULT false,
     changed_at timestamptz NOT NULL DEFAULT now(),
+    -- when this backup took over from a failed primary whose late tail (its
+    -- changes committed before then but not yet sent) has not arrived yet
+    late_tail_since timestamptz,
     -- the last daily copy from the primary (backup only)
     last_config_sync timestamptz,
     last_config_sync_rows bigint
@@ -856,7 +859,10 @@ BEGIN
     SELECT * INTO st FROM gsb.site_state FOR UPDATE;
     UPDATE gsb.site_state
        SET term = st.term + 1, active_site = to_site, mode = new_mode,
-           automatic = _switch.automatic, changed_at = now();
+           automatic = _switch.automatic, changed_at = now(),
+           late_tail_since = CASE WHEN new_mode = 'failed_over' AND to_site = me.name
+                                       AND me.role = 'backup' THEN now()
+                                  ELSE st.late_tail_since END;
     INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term)
     VALUES (coalesce(st.active_site, gsb._primary_name()), to_site, reason, detail, st.term + 1);
     RAISE LOG 'gsb: active site is now % (%: %)', to_site, reason, coalesce(detail, '');

@@ -48,6 +48,7 @@ extern "C" {
 #include "peer_connection.hpp"
 #include "protocol.hpp"
 #include "shared_state.hpp"
+#include "worker_util.hpp"
 
 extern "C" {
 PGDLLEXPORT void gsb_apply_main(Datum arg);
@@ -124,6 +125,7 @@ class ApplyWorker {
     // primary's transactions committed before that moment that arrive now.
     TimestampTz failover_at_ = 0;
     int64 late_count_ = 0;
+    XLogRecPtr catchup_target_ = InvalidXLogRecPtr; // the peer's WAL end at connect
     // Local commit end -> remote commit end, for commits not yet flushed.
     struct FlushPos {
         XLogRecPtr local_end;
@@ -135,57 +137,19 @@ class ApplyWorker {
 // Reads the peer's row and this site's identity, in a short transaction.
 PeerConfig ApplyWorker::ReadConfig() {
     PeerConfig cfg;
-    struct Raw {
-        bool exists;
-        char *local_site;
-        bool primary;
-        char *conninfo;
-        bool copy_data;
-        char *sync_state;
-    } raw{};
-    const char *name = peer_.c_str();
-    PgCall([&] {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "gsb: SPI_connect failed");
-        Oid types[1] = {TEXTOID};
-        Datum values[1] = {CStringGetTextDatum(name)};
-        int rc = SPI_execute_with_args(
-            "SELECT s.name, s.role = 'primary', p.conninfo, p.copy_data, p.sync_state "
-            "FROM gsb.peers p CROSS JOIN gsb.site s WHERE p.name = $1",
-            1, types, values, nullptr, true, 1);
-        if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-            HeapTuple t = SPI_tuptable->vals[0];
-            TupleDesc d = SPI_tuptable->tupdesc;
-            MemoryContext spi = MemoryContextSwitchTo(TopMemoryContext);
-            raw.exists = true;
-            raw.local_site = SPI_getvalue(t, d, 1);
-            bool isnull;
-            raw.primary = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
-            raw.conninfo = SPI_getvalue(t, d, 3);
-            raw.copy_data = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-            raw.sync_state = SPI_getvalue(t, d, 5);
-            MemoryContextSwitchTo(spi);
-        }
-        SPI_finish();
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-    });
-    if (!raw.exists)
+    auto rows = RunStatement("SELECT s.name, (s.role = 'primary')::text, p.conninfo, "
+                             "p.copy_data::text, p.sync_state "
+                             "FROM gsb.peers p CROSS JOIN gsb.site s WHERE p.name = $1",
+                             {{TEXTOID, peer_}});
+    if (rows.size() != 1)
         return cfg;
+    const SqlRow &r = rows[0];
     cfg.exists = true;
-    cfg.local_site = raw.local_site;
-    cfg.local_is_primary = raw.primary;
-    cfg.conninfo = raw.conninfo;
-    cfg.copy_data = raw.copy_data;
-    cfg.sync_state = raw.sync_state;
-    PgCall([&] {
-        pfree(raw.local_site);
-        pfree(raw.conninfo);
-        pfree(raw.sync_state);
-    });
+    cfg.local_site = r[0].value_or("");
+    cfg.local_is_primary = r[1] == std::optional<std::string>("true");
+    cfg.conninfo = r[2].value_or("");
+    cfg.copy_data = r[3] == std::optional<std::string>("true");
+    cfg.sync_state = r[4].value_or("init");
     return cfg;
 }
 
@@ -313,27 +277,18 @@ void ApplyWorker::RecordError(const std::exception &e) {
     });
 }
 
-// Waits before the next attempt; interruptible, and quicker after SIGHUP.
+// Waits before the next attempt (interruptible).
 void ApplyWorker::Backoff() {
     long wait = backoff_ms_;
     backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
-    PgCall([&] {
-        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait,
-                           PG_WAIT_EXTENSION);
-        if (rc & WL_LATCH_SET)
-            ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
-    });
+    SleepOnLatch(wait);
 }
 
 void ApplyWorker::Run() {
     Setup();
     for (;;) {
         try {
-            if (ConfigReloadPending) {
-                ConfigReloadPending = false;
-                PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
-            }
+            ReloadConfigIfPending();
             PeerConfig cfg = ReadConfig();
             if (!cfg.exists) {
                 PgCall([&] {
@@ -497,67 +452,48 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
     sql.Exec("CLOSE gsb_copy");
 }
 
-// When this backup took over from the peer (the primary) and still serves,
-// the time it did; 0 otherwise.
+// When this backup took over from the peer (the primary) and has not seen
+// the primary's late tail since, the time it did; 0 otherwise.
 TimestampTz ApplyWorker::ReadFailoverTime() {
-    const char *name = peer_.c_str();
-    return PgCall([&] {
-        TimestampTz at = 0;
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "gsb: SPI_connect failed");
-        Oid types[1] = {TEXTOID};
-        Datum values[1] = {CStringGetTextDatum(name)};
-        int rc = SPI_execute_with_args(
-            "SELECT st.changed_at FROM gsb.site_state st CROSS JOIN gsb.site s "
-            "WHERE st.active_site = s.name AND s.role = 'backup' AND st.mode = 'failed_over' "
-            "AND EXISTS (SELECT 1 FROM gsb.peers p WHERE p.name = $1 AND p.role = 'primary')",
-            1, types, values, nullptr, true, 1);
-        if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-            bool isnull;
-            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-            if (!isnull)
-                at = DatumGetTimestampTz(d);
-        }
-        SPI_finish();
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-        return at;
-    });
+    auto rows = RunStatement(
+        "SELECT ((EXTRACT(EPOCH FROM st.late_tail_since) - 946684800) * 1000000)::int8::text "
+        "FROM gsb.site_state st CROSS JOIN gsb.site s "
+        "WHERE st.late_tail_since IS NOT NULL AND s.role = 'backup' "
+        "AND EXISTS (SELECT 1 FROM gsb.peers p WHERE p.name = $1 AND p.role = 'primary')",
+        {{TEXTOID, peer_}});
+    if (rows.size() != 1 || !rows[0][0])
+        return 0;
+    return std::stoll(*rows[0][0]);
 }
 
 // Records how many of the failed primary's transactions arrived late. The
 // event is this site's own change (no origin), so it reaches the peer too.
 void ApplyWorker::RecordLateArrival() {
-    const char *name = peer_.c_str();
-    int64 n = late_count_;
-    TimestampTz at = failover_at_;
-    RepOriginId origin = origin_;
+    std::string when = protocol::FormatTimestamp(failover_at_);
+    std::string detail = std::to_string(late_count_) + " transactions committed on " + peer_ +
+                         " before the failover at " + when + " arrived after it";
+    PgCall([] { replorigin_session_origin = InvalidRepOriginId; });
+    try {
+        // One statement: the event (when anything came late) and the end of
+        // the wait for the tail.
+        RunStatement("WITH done AS (UPDATE gsb.site_state SET late_tail_since = NULL "
+                     "RETURNING term) "
+                     "INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term) "
+                     "SELECT $1, s.name, 'late arrival', $2, done.term "
+                     "FROM gsb.site s, done WHERE $3",
+                     {{TEXTOID, peer_},
+                      {TEXTOID, detail},
+                      {BOOLOID, std::string(late_count_ > 0 ? "true" : "false")}},
+                     false);
+    } catch (...) {
+        PgCall([&] { replorigin_session_origin = origin_; });
+        throw;
+    }
+    bool any = late_count_ > 0;
     PgCall([&] {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        replorigin_session_origin = InvalidRepOriginId;
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "gsb: SPI_connect failed");
-        char *detail = psprintf("%lld transactions committed on %s before the failover at %s "
-                                "arrived after it",
-                                static_cast<long long>(n), name, timestamptz_to_str(at));
-        Oid types[2] = {TEXTOID, TEXTOID};
-        Datum values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(detail)};
-        int rc = SPI_execute_with_args(
-            "INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term) "
-            "SELECT $1, s.name, 'late arrival', $2, st.term FROM gsb.site s, gsb.site_state st",
-            2, types, values, nullptr, false, 0);
-        if (rc != SPI_OK_INSERT)
-            elog(ERROR, "gsb: could not record the late arrival");
-        SPI_finish();
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-        replorigin_session_origin = origin;
-        ereport(LOG, (errmsg("gsb: %s", detail)));
+        replorigin_session_origin = origin_;
+        if (any)
+            ereport(LOG, (errmsg("gsb: %s", detail.c_str())));
     });
     late_count_ = 0;
     failover_at_ = 0;
@@ -566,6 +502,12 @@ void ApplyWorker::RecordLateArrival() {
 void ApplyWorker::Stream(PeerConnection &repl, const PeerConfig &cfg) {
     failover_at_ = ReadFailoverTime();
     late_count_ = 0;
+    // Everything the peer had written when we connected: once applied up to
+    // there, any late tail has arrived.
+    PgResult ident = repl.Exec("IDENTIFY_SYSTEM");
+    if (ident.Rows() != 1 || ident.Cols() < 3)
+        throw Error(ERRCODE_PROTOCOL_VIOLATION, "unexpected reply to IDENTIFY_SYSTEM");
+    catchup_target_ = ParseLsn(ident.Get(0, 2));
     XLogRecPtr start = PgCall([] { return replorigin_session_get_progress(false); });
     last_flushed_ = start;
     last_received_ = std::max(last_received_, start);
@@ -585,10 +527,7 @@ void ApplyWorker::Stream(PeerConnection &repl, const PeerConfig &cfg) {
     SendFeedback(repl, true, false);
 
     for (;;) {
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
-        }
+        ReloadConfigIfPending();
         if (InterruptPending)
             PgCall([] { CHECK_FOR_INTERRUPTS(); });
         char *buf = nullptr;
@@ -623,7 +562,7 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
         last_received_ = std::max(last_received_, keepalive.end_lsn);
         peer_end_ = std::max(peer_end_, keepalive.end_lsn);
         // Caught up with the peer: the late tail, if any, is all here.
-        if (!in_txn_ && late_count_ > 0)
+        if (!in_txn_ && failover_at_ != 0 && keepalive.end_lsn >= catchup_target_)
             RecordLateArrival();
         SendFeedback(repl, true, false);
         PublishProgress();
@@ -715,11 +654,6 @@ void ApplyWorker::SendFeedback(PeerConnection &repl, bool force, bool reply_requ
 void gsb_apply_main(Datum arg) {
     char peer[NAMEDATALEN];
     strlcpy(peer, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
-    pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
-    BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnection(gsb::guc_database, nullptr, 0);
-    pgstat_report_appname("gsb apply");
-    gsb::Entry([&] { gsb::ApplyWorker(peer).Run(); });
+    gsb::WorkerMain("gsb apply", [&] { gsb::ApplyWorker(peer).Run(); });
     proc_exit(0);
 }

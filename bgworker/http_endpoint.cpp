@@ -44,6 +44,7 @@ extern "C" {
 
 #include "gsb.hpp"
 #include "interop.hpp"
+#include "worker_util.hpp"
 
 extern "C" {
 PGDLLEXPORT void gsb_http_main(Datum arg);
@@ -79,47 +80,19 @@ void SetNonBlocking(int fd) {
 
 // The facts the endpoint reports, read in one short transaction.
 bool ReadFacts(std::string *detect, bool *active, std::string *status_json) {
-    char *d = nullptr, *a = nullptr, *j = nullptr;
-    bool ok = false;
-    PgCall([&] {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        if (OidIsValid(get_extension_oid("gsb", true))) {
-            if (SPI_connect() != SPI_OK_CONNECT)
-                elog(ERROR, "gsb: SPI_connect failed");
-            int rc = SPI_execute(
-                "SELECT gsb.detect_backup(), gsb.is_active()::text, "
-                "pg_catalog.json_build_object('site', gsb.site_name(), 'role', gsb.site_role(), "
-                "'active_site', gsb.active_site(), 'detect_backup', gsb.detect_backup(), "
-                "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
-                "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
-                "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text",
-                true, 1);
-            if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-                TupleDesc td = SPI_tuptable->tupdesc;
-                HeapTuple t = SPI_tuptable->vals[0];
-                d = MemoryContextStrdup(TopMemoryContext, SPI_getvalue(t, td, 1));
-                a = MemoryContextStrdup(TopMemoryContext, SPI_getvalue(t, td, 2));
-                j = MemoryContextStrdup(TopMemoryContext, SPI_getvalue(t, td, 3));
-                ok = true;
-            }
-            SPI_finish();
-        }
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-    });
-    if (ok) {
-        *detect = d;
-        *active = strcmp(a, "true") == 0;
-        *status_json = j;
-        PgCall([&] {
-            pfree(d);
-            pfree(a);
-            pfree(j);
-        });
-    }
-    return ok;
+    auto rows = RunStatement(
+        "SELECT gsb.detect_backup(), gsb.is_active()::text, "
+        "pg_catalog.json_build_object('site', gsb.site_name(), 'role', gsb.site_role(), "
+        "'active_site', gsb.active_site(), 'detect_backup', gsb.detect_backup(), "
+        "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
+        "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
+        "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text");
+    if (rows.size() != 1 || !rows[0][0] || !rows[0][1] || !rows[0][2])
+        return false;
+    *detect = *rows[0][0];
+    *active = *rows[0][1] == "true";
+    *status_json = *rows[0][2];
+    return true;
 }
 
 Answer Route(const std::string &method, const std::string &path) {
@@ -428,10 +401,7 @@ void Server::RunOnce(long timeout_ms) {
 void Run() {
     Server server;
     for (;;) {
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
-        }
+        ReloadConfigIfPending();
         if (InterruptPending)
             PgCall([] { CHECK_FOR_INTERRUPTS(); });
         if (guc_http_port == 0) {
@@ -447,11 +417,6 @@ void Run() {
 } // namespace gsb
 
 void gsb_http_main(Datum arg) {
-    pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
-    BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnection(gsb::guc_database, nullptr, 0);
-    pgstat_report_appname("gsb http");
-    gsb::Entry([] { gsb::Run(); });
+    gsb::WorkerMain("gsb http", [] { gsb::Run(); });
     proc_exit(0);
 }

@@ -40,6 +40,7 @@ extern "C" {
 #include "interop.hpp"
 #include "peer_connection.hpp"
 #include "shared_state.hpp"
+#include "worker_util.hpp"
 
 extern "C" {
 PGDLLEXPORT void gsb_monitor_main(Datum arg);
@@ -55,65 +56,22 @@ struct LocalState {
     std::string term, active, mode, automatic;
 };
 
-// Runs one SPI statement in its own transaction; returns row 0 as strings.
-std::optional<std::vector<std::string>> QueryOne(const char *sql, int nargs = 0,
-                                                 Oid *types = nullptr, Datum *values = nullptr,
-                                                 const char *nulls = nullptr,
-                                                 bool read_only = true) {
-    int ncols = 0;
-    char **cols = nullptr;
-    bool found = false;
-    PgCall([&] {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        if (OidIsValid(get_extension_oid("gsb", true))) {
-            if (SPI_connect() != SPI_OK_CONNECT)
-                elog(ERROR, "gsb: SPI_connect failed");
-            int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 1);
-            if (rc >= 0 && SPI_tuptable != nullptr && SPI_processed == 1) {
-                found = true;
-                ncols = SPI_tuptable->tupdesc->natts;
-                cols = static_cast<char **>(
-                    MemoryContextAllocZero(TopMemoryContext, sizeof(char *) * (ncols + 1)));
-                for (int i = 0; i < ncols; i++) {
-                    char *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
-                    cols[i] = v ? MemoryContextStrdup(TopMemoryContext, v) : nullptr;
-                }
-            }
-            SPI_finish();
-        }
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-    });
-    if (!found)
-        return std::nullopt;
-    std::vector<std::string> out;
-    for (int i = 0; i < ncols; i++)
-        out.emplace_back(cols[i] ? cols[i] : "");
-    PgCall([&] {
-        for (int i = 0; i < ncols; i++)
-            if (cols[i])
-                pfree(cols[i]);
-        pfree(cols);
-    });
-    return out;
-}
-
 LocalState ReadLocal() {
     LocalState st;
-    auto row = QueryOne("SELECT s.name, coalesce((SELECT conninfo FROM gsb.peers ORDER BY name "
-                        "LIMIT 1), ''), st.term::text, coalesce(st.active_site, ''), st.mode, "
-                        "st.automatic::text FROM gsb.site s CROSS JOIN gsb.site_state st");
-    if (!row)
+    auto rows =
+        RunStatement("SELECT s.name, coalesce((SELECT conninfo FROM gsb.peers ORDER BY "
+                     "name LIMIT 1), ''), st.term::text, coalesce(st.active_site, ''), "
+                     "st.mode, st.automatic::text FROM gsb.site s CROSS JOIN gsb.site_state st");
+    if (rows.size() != 1)
         return st;
+    const SqlRow &row = rows[0];
     st.ready = true;
-    st.site = (*row)[0];
-    st.conninfo = (*row)[1];
-    st.term = (*row)[2];
-    st.active = (*row)[3];
-    st.mode = (*row)[4];
-    st.automatic = (*row)[5];
+    st.site = row[0].value_or("");
+    st.conninfo = row[1].value_or("");
+    st.term = row[2].value_or("0");
+    st.active = row[3].value_or("");
+    st.mode = row[4].value_or("normal");
+    st.automatic = row[5].value_or("false");
     return st;
 }
 
@@ -152,10 +110,7 @@ void Run() {
     TimestampTz reachable_since = 0, unreachable_since = started;
     bool was_reachable = true;
     for (;;) {
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
-        }
+        ReloadConfigIfPending();
         std::string error;
         try {
             LocalState st = ReadLocal();
@@ -211,35 +166,18 @@ void Run() {
                     reachable ? TimestampDifferenceMilliseconds(reachable_since, now) : 0;
                 Publish(reachable, reachable ? now : 0, error);
 
-                std::string peer_array = peer.empty() ? std::string() : peer[0];
-                std::string reach = reachable ? "true" : "false";
-                std::string un = std::to_string(unreachable_ms), re = std::to_string(reachable_ms);
-                const char *pa = peer_array.c_str();
-                // Plain values here: the text array is parsed by SQL, inside
-                // the transaction (its input function needs the catalogs).
-                Oid types[4] = {BOOLOID, INT8OID, INT8OID, TEXTOID};
-                Datum values[4] = {BoolGetDatum(reachable), Int64GetDatum(unreachable_ms),
-                                   Int64GetDatum(reachable_ms), (Datum)0};
-                char nulls[5] = "    ";
-                PgCall([&] {
-                    if (*pa)
-                        values[3] = CStringGetTextDatum(pa);
-                    else
-                        nulls[3] = 'n';
-                });
-                std::optional<std::vector<std::string>> action;
-                try {
-                    action = QueryOne("SELECT gsb._monitor_tick($1, $2, $3, $4::pg_catalog.text[])",
-                                      4, types, values, nulls, false);
-                } catch (...) {
-                    if (nulls[3] != 'n')
-                        PgCall([&] { pfree(DatumGetPointer(values[3])); });
-                    throw;
-                }
-                if (nulls[3] != 'n')
-                    PgCall([&] { pfree(DatumGetPointer(values[3])); });
-                if (action && !(*action)[0].empty()) {
-                    const char *a = (*action)[0].c_str();
+                std::vector<SqlArg> args = {
+                    {BOOLOID, std::string(reachable ? "true" : "false")},
+                    {INT8OID, std::to_string(unreachable_ms)},
+                    {INT8OID, std::to_string(reachable_ms)},
+                    {TEXTARRAYOID,
+                     peer.empty() ? std::nullopt : std::optional<std::string>(peer[0])}};
+                auto rows = RunStatement("SELECT gsb._monitor_tick($1, $2, $3, $4)", args, false);
+                std::optional<std::string> action;
+                if (rows.size() == 1)
+                    action = rows[0][0];
+                if (action && !action->empty()) {
+                    const char *a = action->c_str();
                     PgCall([&] { ereport(LOG, (errmsg("gsb site monitor: %s", a))); });
                 }
             } else {
@@ -253,14 +191,7 @@ void Run() {
                 ereport(WARNING, (errmsg("gsb site monitor: %s", msg.c_str())));
             });
         }
-        long wait = guc_heartbeat_interval_ms;
-        PgCall([&] {
-            int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait,
-                               PG_WAIT_EXTENSION);
-            if (rc & WL_LATCH_SET)
-                ResetLatch(MyLatch);
-            CHECK_FOR_INTERRUPTS();
-        });
+        SleepOnLatch(guc_heartbeat_interval_ms);
     }
 }
 
@@ -268,11 +199,6 @@ void Run() {
 } // namespace gsb
 
 void gsb_monitor_main(Datum arg) {
-    pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
-    BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnection(gsb::guc_database, nullptr, 0);
-    pgstat_report_appname("gsb monitor");
-    gsb::Entry([] { gsb::Run(); });
+    gsb::WorkerMain("gsb monitor", [] { gsb::Run(); });
     proc_exit(0);
 }

@@ -34,6 +34,7 @@ extern "C" {
 #include "gsb.hpp"
 #include "interop.hpp"
 #include "shared_state.hpp"
+#include "worker_util.hpp"
 
 extern "C" {
 PGDLLEXPORT void gsb_supervisor_main(Datum arg);
@@ -61,42 +62,10 @@ struct Worker {
 // Names of the peers in gsb.peers, or none when gsb is not installed.
 std::vector<std::string> ReadPeers(bool *installed) {
     std::vector<std::string> peers;
-    bool have_gsb = false;
-    char **names = nullptr;
-    int n = 0;
-    PgCall([&] {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        if (OidIsValid(get_extension_oid("gsb", true))) {
-            have_gsb = true;
-            if (SPI_connect() != SPI_OK_CONNECT)
-                elog(ERROR, "gsb: SPI_connect failed");
-            if (SPI_execute("SELECT name FROM gsb.peers WHERE enabled ORDER BY name", true, 0) ==
-                    SPI_OK_SELECT &&
-                SPI_processed > 0) {
-                n = static_cast<int>(SPI_processed);
-                names =
-                    static_cast<char **>(MemoryContextAlloc(TopMemoryContext, sizeof(char *) * n));
-                for (int i = 0; i < n; i++)
-                    names[i] = MemoryContextStrdup(
-                        TopMemoryContext,
-                        SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-            }
-            SPI_finish();
-        }
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-    });
-    *installed = have_gsb;
-    for (int i = 0; i < n; i++)
-        peers.emplace_back(names[i]);
-    PgCall([&] {
-        for (int i = 0; i < n; i++)
-            pfree(names[i]);
-        if (names)
-            pfree(names);
-    });
+    for (const SqlRow &row : RunStatement("SELECT name FROM gsb.peers WHERE enabled ORDER BY name",
+                                          {}, true, installed))
+        if (row[0])
+            peers.push_back(*row[0]);
     return peers;
 }
 
@@ -184,10 +153,7 @@ void Run() {
     });
     std::vector<Worker> workers;
     for (;;) {
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
-        }
+        ReloadConfigIfPending();
         bool installed = false;
         std::vector<std::string> peers = ReadPeers(&installed);
         std::vector<std::pair<Kind, std::string>> wanted;
@@ -238,13 +204,7 @@ void Run() {
             else
                 i++;
         }
-        PgCall([] {
-            int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kPollMs,
-                               PG_WAIT_EXTENSION);
-            if (rc & WL_LATCH_SET)
-                ResetLatch(MyLatch);
-            CHECK_FOR_INTERRUPTS();
-        });
+        SleepOnLatch(kPollMs);
     }
 }
 
@@ -266,11 +226,6 @@ void RegisterSupervisor() {
 } // namespace gsb
 
 void gsb_supervisor_main(Datum arg) {
-    pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
-    BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnection(gsb::guc_database, nullptr, 0);
-    pgstat_report_appname("gsb supervisor");
-    gsb::Entry([] { gsb::Run(); });
+    gsb::WorkerMain("gsb supervisor", [] { gsb::Run(); });
     proc_exit(0);
 }

@@ -1,0 +1,128 @@
+// worker_util.cpp: shared start-up, sleeping and SQL for gsb's workers.
+#include "pg.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+}
+
+#include "gsb.hpp"
+#include "interop.hpp"
+#include "worker_util.hpp"
+
+namespace gsb {
+
+void WorkerSetup(const char *appname) {
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(guc_database, nullptr, 0);
+    pgstat_report_appname(appname);
+}
+
+void ReloadConfigIfPending() {
+    if (ConfigReloadPending) {
+        ConfigReloadPending = false;
+        PgCall([] { ProcessConfigFile(PGC_SIGHUP); });
+    }
+}
+
+void SleepOnLatch(long ms) {
+    PgCall([&] {
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
+                           PG_WAIT_EXTENSION);
+        if (rc & WL_LATCH_SET)
+            ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
+std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &args, bool read_only,
+                                 bool *installed) {
+    int nargs = static_cast<int>(args.size());
+    std::vector<Oid> types(nargs + 1);
+    std::vector<const char *> texts(nargs + 1);
+    for (int i = 0; i < nargs; i++) {
+        types[i] = args[i].type;
+        texts[i] = args[i].text ? args[i].text->c_str() : nullptr;
+    }
+    // Results are copied into a context of ours, then into C++ strings once
+    // no PostgreSQL call can jump over them.
+    MemoryContext out_cxt = PgCall([] {
+        return AllocSetContextCreate(TopMemoryContext, "gsb statement", ALLOCSET_SMALL_SIZES);
+    });
+    int nrows = 0, ncols = 0;
+    char ***rows = nullptr;
+    bool have_gsb = false;
+    try {
+        PgCall([&] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+            PushActiveSnapshot(GetTransactionSnapshot());
+            if (OidIsValid(get_extension_oid("gsb", true))) {
+                have_gsb = true;
+                Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * (nargs + 1)));
+                char *nulls = static_cast<char *>(palloc0(nargs + 1));
+                for (int i = 0; i < nargs; i++) {
+                    nulls[i] = texts[i] ? ' ' : 'n';
+                    if (texts[i]) {
+                        Oid input, ioparam;
+                        getTypeInputInfo(types[i], &input, &ioparam);
+                        values[i] =
+                            OidInputFunctionCall(input, const_cast<char *>(texts[i]), ioparam, -1);
+                    }
+                }
+                if (SPI_connect() != SPI_OK_CONNECT)
+                    elog(ERROR, "gsb: SPI_connect failed");
+                int rc =
+                    SPI_execute_with_args(sql, nargs, types.data(), values, nulls, read_only, 0);
+                if (rc < 0)
+                    elog(ERROR, "gsb: SPI failed: %s", SPI_result_code_string(rc));
+                if (SPI_tuptable != nullptr) {
+                    nrows = static_cast<int>(SPI_processed);
+                    ncols = SPI_tuptable->tupdesc->natts;
+                    rows = static_cast<char ***>(
+                        MemoryContextAllocZero(out_cxt, sizeof(char **) * (nrows + 1)));
+                    for (int r = 0; r < nrows; r++) {
+                        rows[r] = static_cast<char **>(
+                            MemoryContextAllocZero(out_cxt, sizeof(char *) * (ncols + 1)));
+                        for (int c = 0; c < ncols; c++) {
+                            char *v =
+                                SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1);
+                            rows[r][c] = v ? MemoryContextStrdup(out_cxt, v) : nullptr;
+                        }
+                    }
+                }
+                SPI_finish();
+            }
+            PopActiveSnapshot();
+            CommitTransactionCommand();
+        });
+    } catch (...) {
+        PgCall([&] { MemoryContextDelete(out_cxt); });
+        throw;
+    }
+    std::vector<SqlRow> out;
+    out.reserve(nrows);
+    for (int r = 0; r < nrows; r++) {
+        SqlRow row;
+        for (int c = 0; c < ncols; c++)
+            row.push_back(rows[r][c] ? std::optional<std::string>(rows[r][c]) : std::nullopt);
+        out.push_back(std::move(row));
+    }
+    PgCall([&] { MemoryContextDelete(out_cxt); });
+    if (installed)
+        *installed = have_gsb;
+    return out;
+}
+
+} // namespace gsb
