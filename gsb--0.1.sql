@@ -327,7 +327,8 @@ AS $$
 BEGIN
     DELETE FROM gsb.tables t
      USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid;
+     WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid
+       AND d.objsubid = 0;   -- the table itself, not one of its columns
 END
 $$;
 CREATE EVENT TRIGGER gsb_sql_drop ON sql_drop EXECUTE FUNCTION gsb._on_sql_drop();

@@ -376,6 +376,10 @@ void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
         replorigin_session_origin_lsn = consistent;
         replorigin_session_origin_timestamp = GetCurrentTimestamp();
         CommitTransactionCommand();
+        // The worker commits asynchronously, but this commit must be on
+        // disk before this site takes writes on top of the copied rows: a
+        // crash that lost it would copy again, over those writes.
+        XLogFlush(XactLastCommitEnd);
         replorigin_session_origin_lsn = InvalidXLogRecPtr;
         replorigin_session_origin_timestamp = 0;
         ereport(LOG, (errmsg("gsb: initial sync from peer \"%s\" done; streaming from %X/%X", name,

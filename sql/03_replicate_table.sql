@@ -39,3 +39,10 @@ SELECT count(*) AS stale FROM gsb.tables t
  WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid);
 DROP TABLE no_key, by_index;
 DROP VIEW items_view;
+
+-- Dropping a column is not dropping the table: it stays registered.
+CREATE TABLE shrinking (id int PRIMARY KEY, gone text);
+SELECT gsb.replicate_table('shrinking');
+ALTER TABLE shrinking DROP COLUMN gone;
+SELECT relation, mode FROM gsb.replicated_tables WHERE relation = 'shrinking'::regclass;
+DROP TABLE shrinking;
