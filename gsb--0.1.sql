@@ -951,14 +951,22 @@ BEGIN
         RAISE NOTICE 'the primary site % is already active', prim;
         RETURN;
     END IF;
+    -- The other site must answer first: waiting for a site that is down
+    -- would only time out.
     BEGIN
-        ok := gsb._wait_for(prim, '60 s');
+        PERFORM gsb._peer_query((gsb._other_site()).conninfo, 'SELECT 1');
     EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection OR connection_exception
                    OR connection_failure THEN
+        IF gsb.site_name() = prim THEN
+            RAISE EXCEPTION 'the backup site % is unreachable', gsb._backup_name()
+                USING ERRCODE = 'connection_failure', DETAIL = SQLERRM,
+                      HINT = 'Without the backup this site cannot know that it has every change made there; call gsb.failback() on the backup once it is up.';
+        END IF;
         RAISE EXCEPTION 'the primary site % is unreachable', prim
             USING ERRCODE = 'connection_failure', DETAIL = SQLERRM,
                   HINT = 'Fail back once the primary is up and replicating again.';
     END;
+    ok := gsb._wait_for(prim, '60 s');
     IF NOT ok THEN
         RAISE EXCEPTION 'the primary site % has not caught up with the backup', prim
             USING ERRCODE = 'lock_not_available',
