@@ -795,9 +795,16 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION gsb._state_confirmed() RETURNS boolean
+    LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_state_confirmed';
+
+-- After a restart a site does not claim to be active until its monitor has
+-- heard the peer's view (a site that was failed over must not serve for a
+-- moment on its stale view), or the peer has been gone too long to matter.
 CREATE FUNCTION gsb.is_active() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT gsb.active_site() = gsb.site_name()
+       AND (gsb._state_confirmed() OR NOT EXISTS (SELECT 1 FROM gsb.peers))
 $$;
 
 -- What a client routed to the service would see: 'Primary' or 'Backup'.
@@ -815,6 +822,15 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     st gsb.site_state;
 BEGIN
+    -- Most heartbeats change nothing: look first, and lock (which writes
+    -- WAL) only to change, so idle sites stay quiet.
+    SELECT * INTO st FROM gsb.site_state;
+    IF p_term < st.term OR (p_term = st.term
+           AND (p_from_role IS DISTINCT FROM 'primary'
+                OR (p_active, p_mode, p_automatic) IS NOT DISTINCT FROM
+                   (st.active_site, st.mode, st.automatic))) THEN
+        RETURN false;
+    END IF;
     SELECT * INTO st FROM gsb.site_state FOR UPDATE;
     IF p_term > st.term
        OR (p_term = st.term AND p_from_role = 'primary'
@@ -1268,6 +1284,11 @@ BEGIN
         RAISE EXCEPTION 'meetings start only on the active site, which is %', active
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('Start the meeting on site %s.', active);
+    END IF;
+    IF NOT gsb.is_active() THEN
+        RAISE EXCEPTION 'this site has just started and has not yet confirmed that it is the active site'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Try again in a moment (one heartbeat).';
     END IF;
     m := gsb._meeting(meeting_id);
     IF m.status = 'ended' THEN

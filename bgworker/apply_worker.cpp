@@ -407,15 +407,18 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
     rel.relname = relname;
     rel.columns.resize(cols.Rows());
     std::string select = "SELECT COALESCE(((EXTRACT(EPOCH FROM "
-                         "pg_catalog.pg_xact_commit_timestamp(xmin)) - 946684800) * 1000000)"
-                         "::pg_catalog.int8, 0)";
+                         "(pg_catalog.pg_xact_commit_timestamp_origin(xmin)).timestamp) - "
+                         "946684800) * 1000000)::pg_catalog.int8, 0)";
     for (int i = 0; i < cols.Rows(); i++) {
         rel.columns[i].name = cols.Get(i, 0);
         rel.columns[i].type_name = cols.Get(i, 1);
         rel.columns[i].flags = std::string(cols.Get(i, 2)) == "t" ? protocol::kColumnKey : 0;
         select += ", " + sql.QuoteIdent(cols.Get(i, 0));
     }
-    select += " FROM ONLY " + sql.QuoteIdent(nspname) + "." + sql.QuoteIdent(relname);
+    // Only the rows the peer wrote itself: rows it has from this site are
+    // here already, or were deleted here since, and must not come back.
+    select += " FROM ONLY " + sql.QuoteIdent(nspname) + "." + sql.QuoteIdent(relname) +
+              " WHERE COALESCE((pg_catalog.pg_xact_commit_timestamp_origin(xmin)).roident, 0) = 0";
     session_.xid = 0;
     session_.final_lsn = InvalidXLogRecPtr;
     PgCall([&] {

@@ -78,34 +78,32 @@ void SetNonBlocking(int fd) {
         fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-// The facts the endpoint reports, read in one short transaction.
-bool ReadFacts(std::string *detect, bool *active, std::string *status_json) {
-    auto rows = RunStatement(
-        "SELECT gsb.detect_backup(), gsb.is_active()::text, "
-        "pg_catalog.json_build_object('site', gsb.site_name(), 'role', gsb.site_role(), "
-        "'active_site', gsb.active_site(), 'detect_backup', gsb.detect_backup(), "
-        "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
-        "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
-        "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text");
-    if (rows.size() != 1 || !rows[0][0] || !rows[0][1] || !rows[0][2])
-        return false;
-    *detect = *rows[0][0];
-    *active = *rows[0][1] == "true";
-    *status_json = *rows[0][2];
-    return true;
-}
-
+// Answers one path from the site's state, in one short transaction. Only
+// /status reads the replication status; the health checks read the active
+// site, which is one row.
 Answer Route(const std::string &method, const std::string &path) {
     if (method != "GET" && method != "HEAD")
         return {405, "text/plain", "only GET\n"};
     std::string p = path.substr(0, path.find('?'));
-    if (p != "/detectbackup" && p != "/active" && p != "/status")
+    const char *sql = nullptr;
+    if (p == "/detectbackup")
+        sql = "SELECT gsb.detect_backup()";
+    else if (p == "/active")
+        sql = "SELECT gsb.is_active()::text";
+    else if (p == "/status")
+        sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
+              "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
+              "'detect_backup', gsb.detect_backup(), "
+              "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
+              "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
+              "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text";
+    else
         return {404, "text/plain", "not found\n"};
-    std::string detect, json;
-    bool active = false;
-    bool ok = false;
+    std::optional<std::string> value;
     try {
-        ok = ReadFacts(&detect, &active, &json);
+        auto rows = RunStatement(sql);
+        if (rows.size() == 1)
+            value = rows[0][0];
     } catch (const std::exception &e) {
         std::string msg = e.what();
         PgCall([&] {
@@ -113,14 +111,14 @@ Answer Route(const std::string &method, const std::string &path) {
             ereport(LOG, (errmsg("gsb http: %s", msg.c_str())));
         });
     }
-    if (!ok)
+    if (!value)
         return {503, "text/plain", "gsb is not ready on this site\n"};
     if (p == "/detectbackup")
-        return {200, "text/plain", detect + "\n"};
+        return {200, "text/plain", *value + "\n"};
     if (p == "/active")
-        return active ? Answer{200, "text/plain", "active\n"}
-                      : Answer{503, "text/plain", "not active\n"};
-    return {200, "application/json", json + "\n"};
+        return *value == "true" ? Answer{200, "text/plain", "active\n"}
+                                : Answer{503, "text/plain", "not active\n"};
+    return {200, "application/json", *value + "\n"};
 }
 
 const char *Reason(int status) {
@@ -164,7 +162,7 @@ bool ParseRequestLine(const std::string &in, std::string *method, std::string *p
     if (a == std::string::npos || b == std::string::npos || a == 0 || b == a + 1)
         return false;
     std::string version = line.substr(b + 1);
-    if (version.rfind("HTTP/1.", 0) != 0)
+    if (version != "HTTP/1.0" && version != "HTTP/1.1")
         return false;
     *method = line.substr(0, a);
     *path = line.substr(a + 1, b - a - 1);

@@ -75,13 +75,15 @@ LocalState ReadLocal() {
     return st;
 }
 
-void Publish(bool reachable, TimestampTz heartbeat_at, const std::string &error) {
+void Publish(bool reachable, TimestampTz heartbeat_at, const std::string &error, bool confirmed) {
     const char *err = error.c_str();
     PgCall([&] {
         SharedState *s = Shared();
         LWLockAcquire(s->lock, LW_EXCLUSIVE);
         s->monitor_pid = MyProcPid;
         s->peer_reachable = reachable;
+        if (confirmed)
+            s->state_confirmed = true;
         if (heartbeat_at != 0)
             s->last_heartbeat_at = heartbeat_at;
         strlcpy(s->monitor_error, err, kErrorLen);
@@ -164,7 +166,9 @@ void Run() {
                     reachable ? 0 : TimestampDifferenceMilliseconds(unreachable_since, now);
                 long reachable_ms =
                     reachable ? TimestampDifferenceMilliseconds(reachable_since, now) : 0;
-                Publish(reachable, reachable ? now : 0, error);
+                long alone_after =
+                    std::max<long>(guc_failover_timeout_ms, 2L * guc_heartbeat_interval_ms);
+                Publish(reachable, reachable ? now : 0, error, false);
 
                 std::vector<SqlArg> args = {
                     {BOOLOID, std::string(reachable ? "true" : "false")},
@@ -176,13 +180,17 @@ void Run() {
                 std::optional<std::string> action;
                 if (rows.size() == 1)
                     action = rows[0][0];
+                // The peer's view is adopted (or it has been gone too long
+                // to matter): this site may now claim what its state says.
+                if (reachable || unreachable_ms >= alone_after)
+                    Publish(reachable, 0, error, true);
                 if (action && !action->empty()) {
                     const char *a = action->c_str();
                     PgCall([&] { ereport(LOG, (errmsg("gsb site monitor: %s", a))); });
                 }
             } else {
                 conn.reset();
-                Publish(false, 0, st.ready ? "no peer" : "site not initialised");
+                Publish(false, 0, st.ready ? "no peer" : "site not initialised", st.ready);
             }
         } catch (const std::exception &e) {
             std::string msg = e.what();

@@ -33,6 +33,7 @@ PG_FUNCTION_INFO_V1(gsb_worker_status);
 PG_FUNCTION_INFO_V1(gsb_stop_worker);
 PG_FUNCTION_INFO_V1(gsb_wake_supervisor);
 PG_FUNCTION_INFO_V1(gsb_release_peer);
+PG_FUNCTION_INFO_V1(gsb_state_confirmed);
 }
 
 Datum gsb_protocol_version(PG_FUNCTION_ARGS) {
@@ -174,4 +175,16 @@ Datum gsb_release_peer(PG_FUNCTION_ARGS) {
         memset(slot, 0, sizeof(gsb::PeerSlot));
     LWLockRelease(s->lock);
     PG_RETURN_VOID();
+}
+
+// gsb._state_confirmed(): whether the site monitor has confirmed this site's
+// view of the active site since the server started (see shared_state.hpp).
+Datum gsb_state_confirmed(PG_FUNCTION_ARGS) {
+    if (!gsb::SharedStateAvailable())
+        PG_RETURN_BOOL(true); // no monitor can run: nothing to wait for
+    gsb::SharedState *s = gsb::Shared();
+    LWLockAcquire(s->lock, LW_SHARED);
+    bool confirmed = s->state_confirmed;
+    LWLockRelease(s->lock);
+    PG_RETURN_BOOL(confirmed);
 }

@@ -53,6 +53,11 @@ struct SharedState {
     bool peer_reachable;
     TimestampTz last_heartbeat_at; // last answer from the peer
     char monitor_error[kErrorLen];
+    // Since the server started, the monitor has heard the peer's view of the
+    // active site, or found the peer unreachable for longer than a failover
+    // would take. Until then this site does not claim to be active: after a
+    // restart its stored view may be stale.
+    bool state_confirmed;
     PeerSlot peers[kMaxPeers];
 };
 

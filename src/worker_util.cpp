@@ -27,6 +27,9 @@ void WorkerSetup(const char *appname) {
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnection(guc_database, nullptr, 0);
     pgstat_report_appname(appname);
+    // Workers run small catalog queries over and over: compiling them would
+    // cost far more than running them.
+    SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void ReloadConfigIfPending() {
