@@ -7,9 +7,13 @@
 #
 # start installs missing packages (deps.sh), builds and installs gsb, creates
 # two clusters under $GSB_TOUR_DIR (default /tmp/gsb-tour): `primary` (site sjc,
-# port 5441) and `backup` (site ams, port 5442), with gsb's settings, sockets and
-# logs in that directory and no TCP listener (GSB_TOUR_LISTEN sets
-# listen_addresses). Running it again stops the old clusters and starts afresh.
+# port 5441, HTTP endpoint 8441) and `backup` (site ams, port 5442, endpoint
+# 8442), with gsb's settings, sockets and logs in that directory, listening on
+# loopback only, and HAProxy on 127.0.0.1:5440 in front of them. The tour: the
+# sites become peers, take writes on both sides, the primary fails (immediate
+# stop), clients reach the backup through the same address, a meeting moves
+# over, the primary returns and fails back, and usage is merged on both sites.
+# Running it again stops the old clusters and starts afresh.
 # The clusters stay up when the script ends. As root, they run as the user
 # postgres.
 #
@@ -24,7 +28,10 @@ state=${GSB_TOUR_DIR:-/tmp/gsb-tour}
 [[ $state == /* ]] || state=$PWD/$state
 state=${state%/}
 GSB_SOCKDIR=$state
-GSB_LISTEN=${GSB_TOUR_LISTEN:-}
+# HAProxy reaches the sites over TCP: loopback only.
+GSB_LISTEN=${GSB_TOUR_LISTEN:-127.0.0.1}
+PROXY_PORT=5440
+declare -A HTTP_PORT=([sjc]=8441 [ams]=8442)
 export GSB_HOME=$state
 
 gsb_site_define sjc primary 5441 "$state/primary" "$state/primary.log"
@@ -36,8 +43,35 @@ gsb_site_define ams backup 5442 "$state/backup" "$state/backup.log"
 # sites.sh: gsb_site_sql SITE SQL, gsb_site_value SITE SQL (for scripts),
 # gsb_site_wait SITE BOOLEAN-SQL [SECONDS], gsb_site_conninfo SITE,
 # gsb_site_stop SITE [MODE], gsb_site_start SITE.
-# TODO(apply worker): replace with the two-site tour: add_peer both ways, writes
-# on both sides arriving on the other, failover and failback, merged usage.
+# psql through HAProxy: the one address clients use.
+proxy_value() {
+	gsb_as "$PG_BINDIR/psql" -X -q -A -t -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d postgres \
+		-c "$1" </dev/null 2>/dev/null
+}
+proxy_sql() {
+	echo "proxy=# $1"
+	gsb_as "$PG_BINDIR/psql" -X -P pager=off -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d postgres \
+		-c "$1" </dev/null
+}
+# Waits until the proxy routes to site $1 (HAProxy needs a few checks).
+proxy_wait_for() {
+	local deadline=$((SECONDS + 30))
+	until [[ $(proxy_value 'SELECT gsb.site_name()') == "$1" ]]; do
+		((SECONDS < deadline)) || gsb_die "HAProxy did not route to $1 within 30 s"
+		sleep 0.2
+	done
+}
+start_haproxy() {
+	local haproxy
+	haproxy=$(PATH=$PATH:/usr/sbin:/sbin command -v haproxy) ||
+		gsb_die "haproxy is not installed (scripts/deps.sh installs it)"
+	sh "$repo/docker/render-haproxy.sh" 127.0.0.1 5441 "${HTTP_PORT[sjc]}" \
+		127.0.0.1 5442 "${HTTP_PORT[ams]}" "127.0.0.1:$PROXY_PORT" |
+		gsb_as tee "$state/haproxy.cfg" >/dev/null
+	gsb_as "$haproxy" -f "$state/haproxy.cfg" -D -p "$state/haproxy.pid" ||
+		gsb_die "haproxy did not start"
+}
+
 tour_steps() {
 	tour_heading "Both sites know who they are"
 	local site
@@ -72,6 +106,57 @@ tour_steps() {
 		gsb_site_sql "$site" "SELECT peer, state, applied_lsn, lag_bytes, conflicts, last_error FROM gsb.status;"
 	done
 	gsb_site_sql sjc "SELECT relation, local_rows, peer_rows, status FROM gsb.verify();"
+
+	tour_heading "Clients use one address: HAProxy in front of both sites, asking each /active"
+	start_haproxy
+	echo "\$ curl http://127.0.0.1:${HTTP_PORT[sjc]}/detectbackup; curl -i .../active on each site"
+	curl -s "http://127.0.0.1:${HTTP_PORT[sjc]}/detectbackup"
+	curl -s -o /dev/null -w "sjc /active: %{http_code}\n" "http://127.0.0.1:${HTTP_PORT[sjc]}/active"
+	curl -s -o /dev/null -w "ams /active: %{http_code}\n" "http://127.0.0.1:${HTTP_PORT[ams]}/active"
+	proxy_wait_for sjc
+	proxy_sql "SELECT gsb.site_name(), gsb.detect_backup();"
+
+	tour_heading "A meeting starts on the active site, sjc"
+	local meeting
+	meeting=$(gsb_site_value sjc "SELECT id FROM gsb.meetings WHERE title = 'Planned on ams'")
+	gsb_site_sql sjc "SELECT gsb.start_meeting($meeting);"
+	gsb_site_sql ams "SELECT gsb.wait_for_peer('30 s') AND true AS replicated;" >/dev/null
+	gsb_site_sql ams "SELECT status, hosted_site, gsb.join_meeting(id) AS join_at FROM gsb.meetings WHERE id = $meeting;"
+
+	tour_heading "The primary fails completely (immediate stop)"
+	local t0=$SECONDS
+	gsb_site_stop sjc immediate
+	gsb_site_wait ams "SELECT gsb.detect_backup() = 'Backup'" 60
+	echo "ams took over after about $((SECONDS - t0)) s (gsb.failover_timeout = 3s)"
+	gsb_site_sql ams "SELECT from_site, to_site, reason, detail FROM gsb.site_events ORDER BY at;"
+	proxy_wait_for ams
+	proxy_sql "SELECT gsb.site_name(), gsb.detect_backup();"
+
+	tour_heading "The meeting goes on at ams: started there, it takes over sjc's part"
+	gsb_site_sql ams "SELECT gsb.start_meeting($meeting);"
+	gsb_site_sql ams "SELECT gsb.end_meeting($meeting);"
+	gsb_site_sql ams "SELECT site, round(minutes, 4) AS minutes FROM gsb.usage WHERE meeting_id = $meeting ORDER BY started_at;"
+	gsb_site_sql ams "SELECT gsb.create_account('cat@example.com', 'Cat (made on ams during the failover)');"
+
+	tour_heading "sjc comes back: it learns that ams serves, and gets what it missed"
+	gsb_site_start sjc
+	gsb_site_wait sjc "SELECT gsb.active_site() = 'ams'" 60
+	gsb_site_sql sjc "SELECT gsb.active_site(), gsb.is_active(), gsb.detect_backup();"
+	gsb_site_wait sjc "SELECT count(*) = 1 FROM gsb.accounts WHERE email = 'cat@example.com'" 60
+	gsb_site_sql sjc "SELECT email, name FROM gsb.accounts ORDER BY id;"
+
+	tour_heading "Failback: once sjc has every change made on ams, it serves again"
+	gsb_site_sql ams "SELECT gsb.failback();"
+	proxy_wait_for sjc
+	proxy_sql "SELECT gsb.site_name(), gsb.detect_backup();"
+	gsb_site_sql sjc "SELECT from_site, to_site, reason FROM gsb.site_events ORDER BY at;"
+
+	tour_heading "Usage merged from both sites: the same report on either"
+	gsb_site_sql sjc "SELECT gsb.wait_for_peer('30 s');" >/dev/null
+	gsb_site_sql ams "SELECT gsb.wait_for_peer('30 s');" >/dev/null
+	for site in sjc ams; do
+		gsb_site_sql "$site" "SELECT account_id, meetings, round(minutes, 4) AS minutes, round(primary_minutes, 4) AS primary_minutes, round(backup_minutes, 4) AS backup_minutes FROM gsb.usage_report(now() - interval '1 day', now() + interval '1 day');"
+	done
 }
 
 tour_heading() { printf '\n--- %s ---\n' "$*"; }
@@ -93,6 +178,10 @@ tour_prepare() {
 }
 
 tour_stop() {
+	if [[ -f $state/haproxy.pid ]]; then
+		kill "$(cat "$state/haproxy.pid")" 2>/dev/null || true
+		rm -f "$state/haproxy.pid"
+	fi
 	local site
 	for site in "${GSB_SITES[@]}"; do
 		if gsb_site_running "$site"; then
@@ -149,6 +238,11 @@ tour_start() {
 	for site in "${GSB_SITES[@]}"; do
 		gsb_say "site $site (${GSB_SITE_ROLE[$site]}): initdb, start on port ${GSB_SITE_PORT[$site]}"
 		gsb_site_init "$site" || gsb_die "initdb failed for $site"
+		# A quick tour: heartbeats twice a second, failover after 3 s, failback
+		# by hand, and the HTTP endpoint for HAProxy.
+		printf '%s\n' "gsb.heartbeat_interval = '500ms'" "gsb.failover_timeout = '3s'" \
+			"gsb.failback_delay = -1" "gsb.http_port = ${HTTP_PORT[$site]}" |
+			gsb_as tee -a "${GSB_SITE_DIR[$site]}/postgresql.conf" >/dev/null
 		gsb_site_start "$site" || gsb_die "could not start $site"
 		gsb_site_psql "$site" -q -c "CREATE EXTENSION gsb;" ||
 			gsb_die "CREATE EXTENSION gsb failed on $site (server log: ${GSB_SITE_LOG[$site]})"
@@ -165,7 +259,8 @@ tour_start() {
 	[[ $GSB_RUN_AS == postgres ]] && who="sudo -u postgres "
 	cat <<-EOF
 
-		Both sites are running (server logs: $state/*.log). Connect with
+		Both sites are running (server logs: $state/*.log), and HAProxy in front of them. Connect with
+		    ${who}psql -h 127.0.0.1 -p $PROXY_PORT -U postgres postgres   # the active site, through HAProxy
 		    ${who}psql -h $state -p 5441 -U postgres postgres    # sjc, primary
 		    ${who}psql -h $state -p 5442 -U postgres postgres    # ams, backup
 		Stop them with
