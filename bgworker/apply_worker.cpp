@@ -256,6 +256,15 @@ void ApplyWorker::RecordError(const std::exception &e) {
     } else if (dynamic_cast<const protocol::ProtocolError *>(&e)) {
         text = "malformed data from peer: " + text;
     }
+    // The peer dropped the WAL that this site's slot held (it was down longer
+    // than max_slot_wal_keep_size allows): what it held is gone, and only a
+    // new copy can bring the sites together again. Never skip silently.
+    if (text.find("cannot read from logical replication slot") != std::string::npos ||
+        text.find("has been invalidated") != std::string::npos)
+        text = "the peer has lost this site's replication slot and the changes it held; "
+               "re-seed with SELECT gsb.drop_peer('" +
+               peer_ + "') and gsb.add_peer('" + peer_ +
+               "', conninfo, copy_data => true). Peer said: " + text;
     had_error_ = true;
     const char *name = peer_.c_str();
     const char *msg = text.c_str();
