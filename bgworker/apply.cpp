@@ -11,6 +11,7 @@ extern "C" {
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
@@ -18,6 +19,8 @@ extern "C" {
 #include "commands/tablecmds.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "utils/resowner.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
@@ -431,32 +434,157 @@ conflict::Local Inspect(Session *s, TupleTableSlot *local, bool found, TupleTabl
     return l;
 }
 
-void ApplyInsert(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
-                 ErrorContextArg *ctx) {
+// One remote insert, with the conflict rules: remote holds the complete new
+// row (the peer sends every column of an insert).
+void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *remote_in) {
     ExecCtx x;
     BeginExec(&x, rel);
     TupleTableSlot *remote =
         ExecInitExtraTupleSlot(x.estate, RelationGetDescr(rel), &TTSOpsVirtual);
+    ExecCopySlot(remote, remote_in);
     TupleTableSlot *local = table_slot_create(rel, &x.estate->es_tupleTable);
-    FillSlot(e, rel, x.estate, remote, msg.new_tuple, nullptr, true, ctx);
     bool found = RelationFindReplTupleByIndex(rel, e->key_index, LockTupleExclusive, remote, local);
     conflict::Decision d = conflict::Decide(conflict::Op::kInsert, Inspect(s, local, found, remote),
                                             s->commit_ts, s->local_is_primary);
     if (d.kind != conflict::Kind::kNone)
         RecordConflict(s, rel, e, d, remote, local, remote);
     if (d.resolution == conflict::Resolution::kApplyRemote) {
-        if (found) {
-            // The key is there: the remote row replaces it.
-            TupleTableSlot *merged =
-                ExecInitExtraTupleSlot(x.estate, RelationGetDescr(rel), &TTSOpsVirtual);
-            FillSlot(e, rel, x.estate, merged, msg.new_tuple, local, false, ctx);
-            ExecSimpleRelationUpdate(x.rri, x.estate, &x.epq, local, merged);
-        } else {
+        if (found)
+            ExecSimpleRelationUpdate(x.rri, x.estate, &x.epq, local, remote); // replaces it
+        else
             ExecSimpleRelationInsert(x.rri, x.estate, remote);
-        }
         s->changes_applied++;
     }
     EndExec(&x);
+}
+
+void ApplyInsert(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
+                 ErrorContextArg *ctx) {
+    EState *estate = CreateExecutorState();
+    TupleTableSlot *remote = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+    FillSlot(e, rel, estate, remote, msg.new_tuple, nullptr, true, ctx);
+    ApplyInsertSlot(s, e, rel, remote);
+    ExecDropSingleTupleTableSlot(remote);
+    FreeExecutorState(estate);
+}
+
+// ---------------------------------------------------------------------------
+// Batched inserts. Consecutive inserts into one table within a remote
+// transaction are buffered and written with one table_multi_insert, their
+// index entries and constraints checked as usual, inside a subtransaction.
+// Most inserts meet no existing key, so they skip the per-row key lookup; if
+// any of them does (a unique violation), the subtransaction is rolled back
+// and the batch is applied row by row with the conflict rules, exactly as
+// unbatched. Tables with triggers or stored generated columns always go row
+// by row.
+// ---------------------------------------------------------------------------
+constexpr int kBatchMax = 1000;
+} // namespace
+
+void FlushBatch(Session *s);
+
+namespace {
+
+struct InsertBatch {
+    RelMapEntry *e; // the relation being batched; nullptr when empty
+    Oid relid;
+    int n;
+    TupleTableSlot **slots;  // kBatchMax virtual slots for desc
+    TimestampTz *commit_ts;  // each row's remote commit time (they differ in a copy)
+    TupleDesc desc;          // copy of the descriptor the slots were made for
+    EState *estate;          // for default expressions of buffered rows
+    MemoryContext rows_cxt;  // values of buffered rows; reset after a flush
+    MemoryContext slots_cxt; // the slots; rebuilt when the descriptor changes
+};
+InsertBatch batch;
+
+bool Batchable(Relation rel) {
+    TupleDesc desc = RelationGetDescr(rel);
+    return rel->trigdesc == nullptr &&
+           !(desc->constr != nullptr && desc->constr->has_generated_stored);
+}
+
+void PrepareBatchSlots(Relation rel) {
+    TupleDesc desc = RelationGetDescr(rel);
+    if (batch.slots != nullptr && equalTupleDescs(batch.desc, desc))
+        return;
+    if (batch.slots_cxt == nullptr)
+        batch.slots_cxt = AllocSetContextCreate(TopMemoryContext, "gsb insert batch slots",
+                                                ALLOCSET_DEFAULT_SIZES);
+    else
+        MemoryContextReset(batch.slots_cxt);
+    MemoryContext old = MemoryContextSwitchTo(batch.slots_cxt);
+    batch.desc = CreateTupleDescCopy(desc);
+    batch.slots = static_cast<TupleTableSlot **>(palloc(sizeof(TupleTableSlot *) * kBatchMax));
+    batch.commit_ts = static_cast<TimestampTz *>(palloc(sizeof(TimestampTz) * kBatchMax));
+    for (int i = 0; i < kBatchMax; i++)
+        batch.slots[i] = MakeSingleTupleTableSlot(batch.desc, &TTSOpsVirtual);
+    MemoryContextSwitchTo(old);
+}
+
+// Writes the whole batch at once; false when a row met an existing key.
+bool TryMultiInsert(Relation rel, int n) {
+    MemoryContext caller = CurrentMemoryContext;
+    ResourceOwner owner = CurrentResourceOwner;
+    volatile bool ok = true;
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(caller);
+    PG_TRY();
+    {
+        ExecCtx x;
+        BeginExec(&x, rel);
+        if (rel->rd_att->constr != nullptr)
+            for (int i = 0; i < n; i++)
+                ExecConstraints(x.rri, batch.slots[i], x.estate);
+        table_multi_insert(rel, batch.slots, n, x.estate->es_output_cid, 0, nullptr);
+        for (int i = 0; i < n; i++) {
+            List *recheck =
+                ExecInsertIndexTuples(x.rri, batch.slots[i], x.estate, false, false, nullptr, NIL);
+            list_free(recheck);
+        }
+        EndExec(&x);
+        ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(caller);
+        CurrentResourceOwner = owner;
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(caller);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(caller);
+        CurrentResourceOwner = owner;
+        if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+            ReThrowError(edata);
+        FreeErrorData(edata);
+        ok = false;
+    }
+    PG_END_TRY();
+    return ok;
+}
+
+void AddToBatch(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
+                ErrorContextArg *ctx) {
+    if (batch.e != nullptr &&
+        (batch.e != e || batch.relid != e->localrelid || batch.n == kBatchMax))
+        FlushBatch(s);
+    if (batch.rows_cxt == nullptr)
+        batch.rows_cxt = AllocSetContextCreate(TopMemoryContext, "gsb insert batch rows",
+                                               ALLOCSET_DEFAULT_SIZES);
+    if (batch.e == nullptr) {
+        PrepareBatchSlots(rel);
+        batch.e = e;
+        batch.relid = e->localrelid;
+        MemoryContext old = MemoryContextSwitchTo(batch.rows_cxt);
+        batch.estate = CreateExecutorState();
+        MemoryContextSwitchTo(old);
+    }
+    MemoryContext old = MemoryContextSwitchTo(batch.rows_cxt);
+    FillSlot(e, rel, batch.estate, batch.slots[batch.n], msg.new_tuple, nullptr, true, ctx);
+    MemoryContextSwitchTo(old);
+    batch.commit_ts[batch.n] = s->commit_ts;
+    batch.n++;
 }
 
 void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
@@ -578,6 +706,7 @@ void Init(Session *s) {
 }
 
 void HandleRelation(Session *s, const protocol::Message &msg) {
+    FlushBatch(s); // buffered rows belong to the relation as it was
     bool found = false;
     uint32 key = msg.relid;
     auto *e = static_cast<RelMapEntry *>(hash_search(relmap, &key, HASH_ENTER, &found));
@@ -612,6 +741,48 @@ void CheckRelation(Session *s, uint32 remote_relid) {
     error_context_stack = cb.previous;
 }
 
+void DiscardBatch() {
+    for (int i = 0; i < batch.n; i++)
+        ExecClearTuple(batch.slots[i]);
+    batch.n = 0;
+    batch.e = nullptr;
+    batch.estate = nullptr;
+    if (batch.rows_cxt != nullptr)
+        MemoryContextReset(batch.rows_cxt);
+}
+
+void FlushBatch(Session *s) {
+    if (batch.e == nullptr)
+        return;
+    RelMapEntry *e = batch.e;
+    int n = batch.n;
+    ErrorContextArg ctx = {s, "a batch of inserts", e, -1};
+    ErrorContextCallback cb;
+    cb.callback = ApplyErrorCallback;
+    cb.arg = &ctx;
+    cb.previous = error_context_stack;
+    error_context_stack = &cb;
+    PushActiveSnapshot(GetTransactionSnapshot());
+    Relation rel = table_open(batch.relid, RowExclusiveLock);
+    if (TryMultiInsert(rel, n)) {
+        s->changes_applied += n;
+    } else {
+        CommandCounterIncrement();
+        TimestampTz txn_ts = s->commit_ts;
+        for (int i = 0; i < n; i++) {
+            s->commit_ts = batch.commit_ts[i];
+            ApplyInsertSlot(s, e, rel, batch.slots[i]);
+            CommandCounterIncrement();
+        }
+        s->commit_ts = txn_ts;
+    }
+    table_close(rel, NoLock);
+    PopActiveSnapshot();
+    CommandCounterIncrement();
+    error_context_stack = cb.previous;
+    DiscardBatch();
+}
+
 void HandleChange(Session *s, const protocol::Message &msg) {
     const char *action = msg.type == protocol::MsgType::kInsert   ? "an insert"
                          : msg.type == protocol::MsgType::kUpdate ? "an update"
@@ -626,12 +797,22 @@ void HandleChange(Session *s, const protocol::Message &msg) {
 
     PushActiveSnapshot(GetTransactionSnapshot());
     if (msg.type == protocol::MsgType::kTruncate) {
+        FlushBatch(s);
         ApplyTruncate(s, msg, &ctx);
     } else {
         RelMapEntry *e = LookupEntry(msg.relid);
         ctx.rel = e;
         ResolveEntry(s, e, &ctx);
         Relation rel = table_open(e->localrelid, RowExclusiveLock);
+        if (msg.type == protocol::MsgType::kInsert && Batchable(rel)) {
+            AddToBatch(s, e, rel, msg, &ctx);
+            table_close(rel, NoLock);
+            PopActiveSnapshot();
+            error_context_stack = cb.previous;
+            return;
+        }
+        // Anything else keeps the order of changes: the batch goes first.
+        FlushBatch(s);
         switch (msg.type) {
         case protocol::MsgType::kInsert:
             ApplyInsert(s, e, rel, msg, &ctx);

@@ -46,6 +46,13 @@ void HandleRelation(Session *s, const protocol::Message &msg);
 // One change inside a transaction that the worker has started.
 void HandleChange(Session *s, const protocol::Message &msg);
 
+// Writes the inserts buffered for a batch (before a commit, and whenever
+// order requires it); a no-op when none are buffered.
+void FlushBatch(Session *s);
+
+// Forgets buffered inserts after the transaction was rolled back.
+void DiscardBatch();
+
 // Checks that a relation the peer sent can be applied here (exists, is
 // replicated, same columns and types): raises the schema-drift error if not.
 void CheckRelation(Session *s, uint32 remote_relid);

@@ -320,6 +320,7 @@ void ApplyWorker::Run() {
             RecordError(e);
             PgCall([&] {
                 AbortOutOfAnyTransaction();
+                apply::DiscardBatch();
                 replorigin_session_origin_lsn = InvalidXLogRecPtr;
                 replorigin_session_origin_timestamp = 0;
                 MemoryContextReset(session_.msg_ctx);
@@ -466,6 +467,13 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
         }
     }
     sql.Exec("CLOSE gsb_copy");
+    MemoryContext flush_ctx = session_.msg_ctx;
+    PgCall([&] {
+        MemoryContext old = MemoryContextSwitchTo(flush_ctx);
+        apply::FlushBatch(&session_);
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(flush_ctx);
+    });
 }
 
 // When this backup took over from the peer (the primary) and has not seen
@@ -625,6 +633,12 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
             throw protocol::ProtocolError("COMMIT outside a transaction");
         XLogRecPtr end = msg_.end_lsn;
         TimestampTz ts = msg_.commit_time;
+        PgCall([&] {
+            MemoryContext old = MemoryContextSwitchTo(ctx);
+            apply::FlushBatch(&session_);
+            MemoryContextSwitchTo(old);
+            MemoryContextReset(ctx);
+        });
         XLogRecPtr local_end = PgCall([&] {
             replorigin_session_origin_lsn = end;
             replorigin_session_origin_timestamp = ts;
