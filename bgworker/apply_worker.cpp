@@ -199,7 +199,10 @@ void ApplyWorker::Setup() {
     });
     session_.origin = origin_;
     session_.msg_ctx = PgCall([] {
-        return AllocSetContextCreate(TopMemoryContext, "gsb apply message", ALLOCSET_DEFAULT_SIZES);
+        // Reset after every message, and a batch flush uses a few MB in it:
+        // keep that much, or each flush maps and faults in fresh pages.
+        return AllocSetContextCreate(TopMemoryContext, "gsb apply message", 4 * 1024 * 1024,
+                                     4 * 1024 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
     });
     PgCall([&] { apply::Init(&session_); });
 }
