@@ -159,6 +159,11 @@ INSERT INTO gsb.tables (relid, mode) VALUES
 CREATE FUNCTION gsb._invalidate_relation(rel regclass) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_invalidate_relation';
 
+-- Runs one statement ($1 = rows) as the owner of rel, restricted, with an
+-- empty search_path (the daily copy writes through it).
+CREATE FUNCTION gsb._run_as_owner(rel regclass, sql text, rows text[]) RETURNS bigint
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_run_as_owner';
+
 -- Raises an error of the given kind through gsb's C++/PostgreSQL boundary:
 -- 'postgres' (a PostgreSQL error inside a C++ frame), 'gsb' (a gsb::Error
 -- with SQLSTATE and hint), 'std' (a std::exception), 'alloc' (std::bad_alloc).
@@ -1168,6 +1173,7 @@ DECLARE
     t record;
     total bigint := 0;
     n bigint;
+    qualified text;
 BEGIN
     IF me.role = 'primary' THEN
         RAISE EXCEPTION 'gsb.sync_config() runs on the backup site'
@@ -1216,13 +1222,17 @@ BEGIN
         IF t.relkind <> 'r' THEN
             RAISE EXCEPTION '% is not a table', t.rel USING ERRCODE = 'wrong_object_type';
         END IF;
-        EXECUTE format('DELETE FROM ONLY %s', t.rel);
-        EXECUTE format('INSERT INTO %1$s SELECT (pg_catalog.json_populate_record(NULL::%1$s, r.row_json::pg_catalog.json)).* '
-                       'FROM gsb_sync_rows r WHERE r.tbl = %2$L', t.rel,
-                       (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
-                          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                         WHERE c.oid = t.rel));
-        GET DIAGNOSTICS n = ROW_COUNT;
+        -- As the table's owner: any code its owner attached to it runs with
+        -- the owner's rights, not gsb's.
+        qualified := (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE c.oid = t.rel);
+        PERFORM gsb._run_as_owner(t.rel, format('DELETE FROM ONLY %s', qualified), '{}');
+        n := gsb._run_as_owner(t.rel,
+                 format('INSERT INTO %1$s SELECT (pg_catalog.json_populate_record(NULL::%1$s, '
+                        'x::pg_catalog.json)).* FROM pg_catalog.unnest($1) x', qualified),
+                 coalesce((SELECT array_agg(r.row_json) FROM gsb_sync_rows r
+                            WHERE r.tbl = qualified), '{}'));
         total := total + n;
     END LOOP;
     UPDATE gsb.site_state SET last_config_sync = now(), last_config_sync_rows = total;

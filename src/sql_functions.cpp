@@ -1,11 +1,18 @@
-// sql_functions.cpp: SQL-callable helpers of the catalog layer and the
-// self-test of the C++/PostgreSQL error boundary.
+// sql_functions.cpp: SQL-callable helpers of the catalog layer, running a
+// statement as a table's owner, and the self-test of the C++/PostgreSQL error
+// boundary.
 // Not for: worker control or replication status (bgworker/).
 #include "pg.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/syscache.h"
 }
 
 #include <new>
@@ -56,4 +63,54 @@ Datum gsb_selftest_raise(PG_FUNCTION_ARGS) {
         throw gsb::Error(ERRCODE_INVALID_PARAMETER_VALUE, "selftest: unknown kind \"" + kind + "\"",
                          "", "Kinds are postgres, gsb, std, alloc and none.");
     });
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(gsb_run_as_owner);
+}
+
+// gsb._run_as_owner(rel regclass, sql text, rows text[]) RETURNS bigint
+// Runs one statement ($1 = rows) as the owner of rel, in a restricted
+// security context with an empty search_path, the way PostgreSQL runs
+// maintenance on behalf of a table's owner: whatever code the owner attached
+// to the table (index expressions, constraints, defaults, triggers) runs with
+// the owner's rights, never with the caller's. Returns the rows processed.
+Datum gsb_run_as_owner(PG_FUNCTION_ARGS) {
+    Oid relid = PG_GETARG_OID(0);
+    char *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    Datum rows = PG_GETARG_DATUM(2);
+    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+    if (!HeapTupleIsValid(tup))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                        errmsg("gsb: relation with OID %u does not exist", relid)));
+    Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
+    ReleaseSysCache(tup);
+
+    Oid save_userid;
+    int save_sec;
+    GetUserIdAndSecContext(&save_userid, &save_sec);
+    SetUserIdAndSecContext(owner,
+                           save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+    int nest = NewGUCNestLevel();
+    SetConfigOption("search_path", "", PGC_USERSET, PGC_S_SESSION);
+    uint64 processed = 0;
+    PG_TRY();
+    {
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "gsb: SPI_connect failed");
+        Oid types[1] = {TEXTARRAYOID};
+        Datum values[1] = {rows};
+        int rc = SPI_execute_with_args(sql, 1, types, values, nullptr, false, 0);
+        if (rc < 0)
+            elog(ERROR, "gsb: statement failed: %s", SPI_result_code_string(rc));
+        processed = SPI_processed;
+        SPI_finish();
+    }
+    PG_FINALLY();
+    {
+        AtEOXact_GUC(false, nest);
+        SetUserIdAndSecContext(save_userid, save_sec);
+    }
+    PG_END_TRY();
+    PG_RETURN_INT64(static_cast<int64>(processed));
 }
