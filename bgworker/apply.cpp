@@ -22,6 +22,7 @@ extern "C" {
 #include "executor/tuptable.h"
 #include "utils/resowner.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_relation.h"
@@ -100,6 +101,27 @@ void ApplyErrorCallback(void *arg) {
         appendStringInfo(&buf, ", column \"%s\"", a->rel->colnames[a->remote_col]);
     errcontext("%s", buf.data);
     pfree(buf.data);
+}
+
+// While a change runs through the executor, the worker acts as the table's
+// owner in a restricted security context: code the owner attached to the
+// table (index expressions, constraints, defaults, triggers enabled for
+// replicas) runs with the owner's rights, never with the worker's.
+struct SavedUser {
+    Oid userid;
+    int sec_context;
+};
+
+SavedUser BecomeOwner(Relation rel) {
+    SavedUser saved;
+    GetUserIdAndSecContext(&saved.userid, &saved.sec_context);
+    SetUserIdAndSecContext(rel->rd_rel->relowner, saved.sec_context | SECURITY_LOCAL_USERID_CHANGE |
+                                                      SECURITY_RESTRICTED_OPERATION);
+    return saved;
+}
+
+void RestoreUser(const SavedUser &saved) {
+    SetUserIdAndSecContext(saved.userid, saved.sec_context);
 }
 
 RelMapEntry *LookupEntry(uint32 remote_relid) {
@@ -385,6 +407,11 @@ void RecordConflict(Session *s, Relation rel, RelMapEntry *e, conflict::Decision
                        CStringGetTextDatum(s->peer_name),
                        TimestampTzGetDatum(s->commit_ts)};
     char nulls[8] = {' ', ' ', ' ', ' ', local ? ' ' : 'n', remote ? ' ' : 'n', ' ', ' '};
+    // gsb.conflicts is gsb's table: write it as the worker, not as the owner
+    // of the table in conflict.
+    SavedUser as_owner;
+    GetUserIdAndSecContext(&as_owner.userid, &as_owner.sec_context);
+    SetUserIdAndSecContext(s->worker_userid, s->worker_sec_context);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "gsb: SPI_connect failed");
     int rc = SPI_execute_with_args(
@@ -395,6 +422,7 @@ void RecordConflict(Session *s, Relation rel, RelMapEntry *e, conflict::Decision
     if (rc != SPI_OK_INSERT)
         elog(ERROR, "gsb: could not record a conflict: %s", SPI_result_code_string(rc));
     SPI_finish();
+    RestoreUser(as_owner);
     ereport(LOG, (errmsg("gsb: conflict %s on table \"%s.%s\" key %s from peer \"%s\": %s",
                          conflict::KindName(d.kind), e->nspname, e->relname, key, s->peer_name,
                          conflict::ResolutionName(d.resolution))));
@@ -584,7 +612,9 @@ void AddToBatch(Session *s, RelMapEntry *e, Relation rel, const protocol::Messag
         MemoryContextSwitchTo(old);
     }
     MemoryContext old = MemoryContextSwitchTo(batch.rows_cxt);
+    SavedUser saved = BecomeOwner(rel); // default expressions are the owner's code
     FillSlot(e, rel, batch.estate, batch.slots[batch.n], msg.new_tuple, nullptr, true, ctx);
+    RestoreUser(saved);
     MemoryContextSwitchTo(old);
     batch.commit_ts[batch.n] = s->commit_ts;
     batch.n++;
@@ -695,6 +725,7 @@ void ApplyTruncate(Session *s, const protocol::Message &msg, ErrorContextArg *ct
 } // namespace
 
 void Init(Session *s) {
+    GetUserIdAndSecContext(&s->worker_userid, &s->worker_sec_context);
     if (relmap != nullptr)
         return;
     relmap_cxt =
@@ -767,6 +798,7 @@ void FlushBatch(Session *s) {
     error_context_stack = &cb;
     PushActiveSnapshot(GetTransactionSnapshot());
     Relation rel = table_open(batch.relid, RowExclusiveLock);
+    SavedUser saved = BecomeOwner(rel);
     if (TryMultiInsert(rel, n)) {
         s->changes_applied += n;
     } else {
@@ -779,6 +811,7 @@ void FlushBatch(Session *s) {
         }
         s->commit_ts = txn_ts;
     }
+    RestoreUser(saved);
     table_close(rel, NoLock);
     PopActiveSnapshot();
     CommandCounterIncrement();
@@ -816,6 +849,7 @@ void HandleChange(Session *s, const protocol::Message &msg) {
         }
         // Anything else keeps the order of changes: the batch goes first.
         FlushBatch(s);
+        SavedUser saved = BecomeOwner(rel);
         switch (msg.type) {
         case protocol::MsgType::kInsert:
             ApplyInsert(s, e, rel, msg, &ctx);
@@ -830,6 +864,7 @@ void HandleChange(Session *s, const protocol::Message &msg) {
             ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
                             errmsg("gsb: unexpected message type in a transaction")));
         }
+        RestoreUser(saved);
         table_close(rel, NoLock);
     }
     PopActiveSnapshot();

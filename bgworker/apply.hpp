@@ -31,6 +31,10 @@ struct Session {
     uint32 xid;
     XLogRecPtr final_lsn;
     TimestampTz commit_ts;
+    // The worker's own identity, for writing gsb's tables while a change
+    // runs as the table's owner.
+    Oid worker_userid;
+    int worker_sec_context;
     // Statistics since the worker started.
     int64 changes_applied;
     int64 conflicts;
