@@ -430,7 +430,12 @@ CREATE FUNCTION gsb._worker_status(
     OUT peer text, OUT state text, OUT received_lsn pg_lsn, OUT applied_lsn pg_lsn,
     OUT peer_end_lsn pg_lsn, OUT last_message_at timestamptz, OUT last_error text, OUT pid int)
     RETURNS SETOF record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_worker_status';
+    LANGUAGE c ROWS 8 AS 'MODULE_PATHNAME', 'gsb_worker_status';
+
+CREATE FUNCTION gsb._monitor_status(OUT running boolean, OUT peer_reachable boolean,
+                                    OUT last_heartbeat_at timestamptz, OUT last_monitor_error text)
+    RETURNS SETOF record
+    LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_monitor_status';
 
 CREATE FUNCTION gsb._stop_worker(peer text, suppress interval) RETURNS boolean
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_stop_worker';
@@ -459,10 +464,14 @@ CREATE VIEW gsb.status AS
            (SELECT count(*) FROM gsb.conflicts c WHERE c.remote_site = p.name) AS conflicts,
            w.last_error,
            st.active_site,
-           st.last_config_sync
+           st.last_config_sync,
+           m.peer_reachable,
+           m.last_heartbeat_at,
+           m.last_monitor_error
       FROM gsb.peers p
       LEFT JOIN gsb._worker_status() w ON w.peer = p.name
-      CROSS JOIN gsb.site_state st;
+      CROSS JOIN gsb.site_state st
+      LEFT JOIN gsb._monitor_status() m ON true;
 
 CREATE FUNCTION gsb._check_peer_name(site_name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp

@@ -149,11 +149,6 @@ void DestroyTextObjects(void *arg) {
     }
 }
 
-bool ParseBool(DefElem *elem) {
-    // defGetBoolean raises a PostgreSQL error for a value that is not boolean.
-    return defGetBoolean(elem);
-}
-
 void ParseOptions(PluginState *st, List *options) {
     bool seen_format = false, seen_proto = false, seen_binary = false, seen_lsn = false,
          seen_xids = false;
@@ -198,13 +193,13 @@ void ParseOptions(PluginState *st, List *options) {
             st->proto_version = static_cast<uint32>(n);
         } else if (strcmp(name, "binary") == 0) {
             duplicate(seen_binary);
-            st->binary_values = ParseBool(elem);
+            st->binary_values = defGetBoolean(elem);
         } else if (strcmp(name, "include_lsn") == 0) {
             duplicate(seen_lsn);
-            st->include_lsn = ParseBool(elem);
+            st->include_lsn = defGetBoolean(elem);
         } else if (strcmp(name, "include_xids") == 0) {
             duplicate(seen_xids);
-            st->include_xids = ParseBool(elem);
+            st->include_xids = defGetBoolean(elem);
         } else {
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("gsb output plugin: unrecognized option \"%s\"", name),

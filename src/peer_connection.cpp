@@ -155,13 +155,6 @@ PgResult PeerConnection::GetLastResult() {
     }
 }
 
-PgResult PeerConnection::ExecAllowError(const std::string &sql) {
-    if (PQsendQuery(conn_, sql.c_str()) == 0)
-        throw Error(ERRCODE_CONNECTION_FAILURE,
-                    "could not send a query to the peer: " + ErrorMessage());
-    return GetLastResult();
-}
-
 PgResult PeerConnection::Exec(const std::string &sql, int nparams, const char *const *params) {
     int sent = nparams > 0 ? PQsendQueryParams(conn_, sql.c_str(), nparams, nullptr, params,
                                                nullptr, nullptr, 0)

@@ -60,8 +60,6 @@ class PeerConnection {
     // With params it uses the extended protocol (never on replication
     // connections, which only speak the simple one).
     PgResult Exec(const std::string &sql, int nparams = 0, const char *const *params = nullptr);
-    // Exec that also accepts an error result, for callers that inspect it.
-    PgResult ExecAllowError(const std::string &sql);
 
     // COPY BOTH (replication stream). Returns the length of a message
     // placed in *buf (free it with PQfreemem), 0 when none arrived within

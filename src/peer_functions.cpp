@@ -34,6 +34,7 @@ PG_FUNCTION_INFO_V1(gsb_stop_worker);
 PG_FUNCTION_INFO_V1(gsb_wake_supervisor);
 PG_FUNCTION_INFO_V1(gsb_release_peer);
 PG_FUNCTION_INFO_V1(gsb_state_confirmed);
+PG_FUNCTION_INFO_V1(gsb_monitor_status);
 }
 
 Datum gsb_protocol_version(PG_FUNCTION_ARGS) {
@@ -187,4 +188,25 @@ Datum gsb_state_confirmed(PG_FUNCTION_ARGS) {
     bool confirmed = s->state_confirmed;
     LWLockRelease(s->lock);
     PG_RETURN_BOOL(confirmed);
+}
+
+// gsb._monitor_status(): what the site monitor last saw of the peer.
+Datum gsb_monitor_status(PG_FUNCTION_ARGS) {
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    if (!gsb::SharedStateAvailable())
+        PG_RETURN_VOID();
+    gsb::SharedState *s = gsb::Shared();
+    LWLockAcquire(s->lock, LW_SHARED);
+    bool running = s->monitor_pid != 0;
+    bool reachable = s->peer_reachable;
+    TimestampTz heartbeat = s->last_heartbeat_at;
+    char error[gsb::kErrorLen];
+    strlcpy(error, s->monitor_error, sizeof error);
+    LWLockRelease(s->lock);
+    Datum values[4] = {BoolGetDatum(running), BoolGetDatum(reachable),
+                       TimestampTzGetDatum(heartbeat), CStringGetTextDatum(error)};
+    bool nulls[4] = {false, !running, heartbeat == 0, error[0] == '\0'};
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    PG_RETURN_VOID();
 }
