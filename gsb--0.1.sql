@@ -951,6 +951,32 @@ BEGIN
 END
 $$;
 
+-- Before a planned change of active site: the other site must answer, and
+-- `target` must have every change committed on the other one. A clear
+-- error otherwise (class 08 when unreachable).
+CREATE FUNCTION gsb._require_caught_up(target text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    other text := (gsb._other_site()).name;
+BEGIN
+    BEGIN
+        PERFORM gsb._peer_query((gsb._other_site()).conninfo, 'SELECT 1');
+    EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection OR connection_exception
+                   OR connection_failure THEN
+        RAISE EXCEPTION 'the % site % is unreachable',
+                        CASE WHEN other = gsb._primary_name() THEN 'primary' ELSE 'backup' END, other
+            USING ERRCODE = 'connection_failure', DETAIL = SQLERRM,
+                  HINT = 'Switch once both sites are up and replicating.';
+    END;
+    IF NOT gsb._wait_for(target, '60 s') THEN
+        RAISE EXCEPTION 'site % has not caught up with %', target,
+                        CASE WHEN target = gsb.site_name() THEN other ELSE gsb.site_name() END
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Check gsb.status on both sites, then try again.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION gsb.failover(reason text DEFAULT 'manual') RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -974,34 +1000,13 @@ CREATE FUNCTION gsb.failback() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     prim text := gsb._primary_name();
-    ok boolean;
 BEGIN
     PERFORM gsb._site();
     IF gsb.active_site() = prim THEN
         RAISE NOTICE 'the primary site % is already active', prim;
         RETURN;
     END IF;
-    -- The other site must answer first: waiting for a site that is down
-    -- would only time out.
-    BEGIN
-        PERFORM gsb._peer_query((gsb._other_site()).conninfo, 'SELECT 1');
-    EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection OR connection_exception
-                   OR connection_failure THEN
-        IF gsb.site_name() = prim THEN
-            RAISE EXCEPTION 'the backup site % is unreachable', gsb._backup_name()
-                USING ERRCODE = 'connection_failure', DETAIL = SQLERRM,
-                      HINT = 'Without the backup this site cannot know that it has every change made there; call gsb.failback() on the backup once it is up.';
-        END IF;
-        RAISE EXCEPTION 'the primary site % is unreachable', prim
-            USING ERRCODE = 'connection_failure', DETAIL = SQLERRM,
-                  HINT = 'Fail back once the primary is up and replicating again.';
-    END;
-    ok := gsb._wait_for(prim, '60 s');
-    IF NOT ok THEN
-        RAISE EXCEPTION 'the primary site % has not caught up with the backup', prim
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Check gsb.status on both sites, then try again.';
-    END IF;
+    PERFORM gsb._require_caught_up(prim);
     PERFORM gsb._switch(prim, 'failback', NULL, 'normal', false);
 END
 $$;
@@ -1024,11 +1029,7 @@ BEGIN
         RAISE NOTICE 'maintenance is already under way';
         RETURN;
     END IF;
-    IF NOT gsb._wait_for(b, '60 s') THEN
-        RAISE EXCEPTION 'the backup site % has not caught up with the primary', b
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Check gsb.status on both sites, then try again.';
-    END IF;
+    PERFORM gsb._require_caught_up(b);
     PERFORM gsb._switch(b, 'maintenance start',
                         CASE WHEN automatic THEN 'maintenance window ' || current_setting('gsb.maintenance_window') END,
                         'maintenance', automatic);
@@ -1053,11 +1054,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'gsb.begin_maintenance() starts one; gsb.failback() returns from a failover.';
     END IF;
-    IF NOT gsb._wait_for(prim, '60 s') THEN
-        RAISE EXCEPTION 'the primary site % has not caught up with the backup', prim
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Check gsb.status on both sites, then try again.';
-    END IF;
+    PERFORM gsb._require_caught_up(prim);
     PERFORM gsb._switch(prim, 'maintenance end', NULL, 'normal', false);
 END
 $$;
