@@ -550,7 +550,6 @@ void ApplyWorker::Stream(PeerConnection &repl, const PeerConfig &cfg) {
                              LSN_FORMAT_ARGS(start))));
     });
     last_message_at_ = Now();
-    backoff_ms_ = 1000;
     SendFeedback(repl, true, false);
 
     for (;;) {
@@ -597,7 +596,18 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
     }
     last_received_ = std::max({last_received_, xlog.start_lsn, xlog.end_lsn});
     peer_end_ = std::max(peer_end_, xlog.end_lsn);
-    protocol::Decode(xlog.payload, msg_);
+    try {
+        protocol::Decode(xlog.payload, msg_);
+    } catch (const protocol::ProtocolError &e) {
+        // Where in the stream: the message's LSN and the remote transaction.
+        std::string where = std::string(e.what()) + " (message at " +
+                            protocol::FormatLsn(xlog.start_lsn) + ", " +
+                            std::to_string(xlog.payload.size()) + " bytes, " +
+                            (in_txn_ ? "inside remote transaction " + std::to_string(session_.xid)
+                                     : std::string("between transactions")) +
+                            ")";
+        throw protocol::ProtocolError(where);
+    }
 
     MemoryContext ctx = session_.msg_ctx;
     switch (msg_.type) {
@@ -652,6 +662,7 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
             return XactLastCommitEnd;
         });
         in_txn_ = false;
+        backoff_ms_ = 1000; // applying works again: the next error starts from 1 s
         pending_flush_.push_back({local_end, end});
         if (failover_at_ != 0 && ts < failover_at_)
             late_count_++;

@@ -24,6 +24,7 @@ SELECT try($q$SELECT count(*) FROM gsb.accounts$q$);
 RESET ROLE;
 
 SET ROLE gsb_test_admin;
+SELECT count(*) >= 0 AS admin_reads_status FROM gsb.status;
 SELECT gsb.replicate_table('gsb.accounts');
 SELECT count(*) > 0 AS admin_reads_accounts FROM gsb.accounts;
 RESET ROLE;
