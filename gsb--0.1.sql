@@ -595,6 +595,9 @@ BEGIN
 
     INSERT INTO gsb.peers (name, conninfo, copy_data, role)
     VALUES (site_name, conninfo, copy_data, facts[2]);
+    -- A peer dropped a moment ago under this name: forget its state, so its
+    -- new worker starts at once.
+    PERFORM gsb._release_peer(site_name);
     IF facts[2] = 'primary' THEN
         UPDATE gsb.site_state SET active_site = site_name, changed_at = now()
          WHERE active_site IS NULL;
@@ -655,8 +658,9 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = origin) THEN
         PERFORM pg_replication_origin_drop(origin);
     END IF;
+    -- The worker stays suppressed (a minute) past this commit; gsb.add_peer
+    -- of the same name lifts that at once.
     DELETE FROM gsb.peers WHERE name = site_name;
-    PERFORM gsb._release_peer(site_name);
     PERFORM gsb._wake_supervisor();
 END
 $$;

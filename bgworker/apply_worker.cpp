@@ -187,14 +187,34 @@ void ApplyWorker::Setup() {
     });
     origin_name_ = "gsb_" + peer_;
     const char *oname = origin_name_.c_str();
+    const char *pname = peer_.c_str();
+    // The origin is made only while the peer's row exists, under a lock that
+    // gsb.drop_peer must wait for: a worker started during a drop_peer never
+    // leaves an origin behind.
     origin_ = PgCall([&] {
+        SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
-        RepOriginId id = replorigin_by_name(oname, true);
-        if (id == InvalidRepOriginId)
-            id = replorigin_create(oname);
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "gsb: SPI_connect failed");
+        Oid types[1] = {TEXTOID};
+        Datum values[1] = {CStringGetTextDatum(pname)};
+        int rc = SPI_execute_with_args("SELECT 1 FROM gsb.peers WHERE name = $1 FOR KEY SHARE", 1,
+                                       types, values, nullptr, false, 1);
+        bool exists = rc == SPI_OK_SELECT && SPI_processed == 1;
+        SPI_finish();
+        PopActiveSnapshot();
+        RepOriginId id = InvalidRepOriginId;
+        if (exists) {
+            id = replorigin_by_name(oname, true);
+            if (id == InvalidRepOriginId)
+                id = replorigin_create(oname);
+        }
         CommitTransactionCommand();
-        replorigin_session_setup(id);
-        replorigin_session_origin = id;
+        if (id != InvalidRepOriginId) {
+            replorigin_session_setup(id);
+            replorigin_session_origin = id;
+        }
         return id;
     });
     session_.origin = origin_;
@@ -298,6 +318,13 @@ void ApplyWorker::Backoff() {
 
 void ApplyWorker::Run() {
     Setup();
+    if (origin_ == InvalidRepOriginId) {
+        PgCall([&] {
+            ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" stops: the peer was dropped",
+                                 peer_.c_str())));
+        });
+        return;
+    }
     for (;;) {
         try {
             ReloadConfigIfPending();
