@@ -100,7 +100,7 @@ class ApplyWorker {
     void InitialSync(PeerConnection &repl, const PeerConfig &cfg);
     void CopyTable(PeerConnection &sql, const std::string &relid, const std::string &nspname,
                    const std::string &relname);
-    void Stream(PeerConnection &repl, const PeerConfig &cfg);
+    void Stream(PeerConnection &repl);
     void Process(PeerConnection &repl, const char *data, int len);
     void SendFeedback(PeerConnection &repl, bool force, bool reply_requested);
     void PublishProgress();
@@ -345,7 +345,7 @@ void ApplyWorker::Run() {
             PeerConnection repl(cfg.conninfo, PeerConnection::Kind::kReplication, appname.c_str());
             if (cfg.sync_state != "ready")
                 InitialSync(repl, cfg);
-            Stream(repl, cfg);
+            Stream(repl);
         } catch (const std::exception &e) {
             RecordError(e);
             PgCall([&] {
@@ -553,7 +553,7 @@ void ApplyWorker::RecordLateArrival() {
     failover_at_ = 0;
 }
 
-void ApplyWorker::Stream(PeerConnection &repl, const PeerConfig &cfg) {
+void ApplyWorker::Stream(PeerConnection &repl) {
     failover_at_ = ReadFailoverTime();
     late_count_ = 0;
     // Everything the peer had written when we connected: once applied up to
@@ -603,7 +603,6 @@ void ApplyWorker::Stream(PeerConnection &repl, const PeerConfig &cfg) {
         bool ping = guc_apply_timeout_ms > 0 && silent > guc_apply_timeout_ms / 2;
         SendFeedback(repl, ping, ping);
         PublishProgress();
-        (void)cfg;
     }
 }
 

@@ -385,8 +385,7 @@ void SendRelation(LogicalDecodingContext *ctx, PluginState *st, Relation rel, Re
     e->schema_sent = true;
 }
 
-void WriteTuple(PgWriter &w, PluginState *st, RelEntry *e, TupleDesc desc, HeapTuple tuple,
-                bool key_only) {
+void WriteTuple(PgWriter &w, RelEntry *e, TupleDesc desc, HeapTuple tuple, bool key_only) {
     uint16 ncols = 0;
     for (int i = 0; i < e->natts; i++)
         ncols += e->send_att[i] ? 1 : 0;
@@ -418,7 +417,6 @@ void WriteTuple(PgWriter &w, PluginState *st, RelEntry *e, TupleDesc desc, HeapT
             w.Text(s);
         }
     }
-    (void)st;
 }
 
 void BeginTxn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {
@@ -472,7 +470,7 @@ void Change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
         StringInfoSink sink{Target(ctx, st, true)};
         PgWriter w(sink);
         w.Insert(relid);
-        WriteTuple(w, st, e, desc, newtup, false);
+        WriteTuple(w, e, desc, newtup, false);
         break;
     }
     case REORDER_BUFFER_CHANGE_UPDATE: {
@@ -484,8 +482,8 @@ void Change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
         PgWriter w(sink);
         w.Update(relid, oldtup != nullptr);
         if (oldtup != nullptr)
-            WriteTuple(w, st, e, desc, oldtup, true);
-        WriteTuple(w, st, e, desc, newtup, false);
+            WriteTuple(w, e, desc, oldtup, true);
+        WriteTuple(w, e, desc, newtup, false);
         break;
     }
     case REORDER_BUFFER_CHANGE_DELETE: {
@@ -500,7 +498,7 @@ void Change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
         StringInfoSink sink{Target(ctx, st, true)};
         PgWriter w(sink);
         w.Delete(relid);
-        WriteTuple(w, st, e, desc, oldtup, true);
+        WriteTuple(w, e, desc, oldtup, true);
         break;
     }
     default:
