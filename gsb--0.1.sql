@@ -97,10 +97,11 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Run SELECT gsb.init_site(site_name, role) first.';
     END IF;
-    IF seq NOT IN ('gsb.accounts_id_seq'::regclass, 'gsb.meetings_id_seq'::regclass,
-                   'gsb.usage_id_seq'::regclass, 'gsb.site_events_id_seq'::regclass) THEN
-        RAISE EXCEPTION 'gsb.next_id: % is not one of gsb''s id sequences', seq
-            USING ERRCODE = 'invalid_parameter_value';
+    IF seq IS NULL OR seq NOT IN ('gsb.accounts_id_seq'::regclass, 'gsb.meetings_id_seq'::regclass,
+                                  'gsb.usage_id_seq'::regclass, 'gsb.site_events_id_seq'::regclass) THEN
+        RAISE EXCEPTION 'gsb.next_id: % is not one of gsb''s id sequences', coalesce(seq::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It serves the ids of gsb''s own tables: gsb.accounts_id_seq, gsb.meetings_id_seq, gsb.usage_id_seq, gsb.site_events_id_seq.';
     END IF;
     RETURN nextval(seq) * 16 + sid;
 END
@@ -269,9 +270,28 @@ BEGIN
                   HINT = 'The mode is ''realtime'' (both ways, streamed) or ''daily'' (primary to backup, copied once a day).';
     END IF;
     SELECT * INTO c FROM pg_class WHERE oid = rel;
-    IF NOT FOUND OR c.relkind <> 'r' THEN
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', rel::oid
+            USING ERRCODE = 'undefined_table', HINT = 'Name an existing table.';
+    END IF;
+    IF c.relkind <> 'r' THEN
         RAISE EXCEPTION '"%" is not a table', rel
             USING ERRCODE = 'wrong_object_type', HINT = 'gsb replicates ordinary tables only.';
+    END IF;
+    -- Logical decoding never sends system catalogs; those made by initdb
+    -- (information_schema) are the same on both sites anyway.
+    IF rel::oid < 16384 THEN
+        RAISE EXCEPTION '"%" is a system table', rel
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'gsb replicates user tables only.';
+    END IF;
+    -- gsb's own catalogs describe this site (and hold the peers' conninfo):
+    -- each site keeps its own.
+    IF rel IN ('gsb.site'::regclass, 'gsb.site_state'::regclass, 'gsb.tables'::regclass,
+               'gsb.peers'::regclass, 'gsb.conflicts'::regclass) THEN
+        RAISE EXCEPTION '"%" is one of gsb''s own catalogs', rel
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Each site keeps its own; gsb.replicated_tables lists the built-in tables that gsb replicates.';
     END IF;
     IF c.relpersistence <> 'p' THEN
         RAISE EXCEPTION 'table "%" is not logged', rel
@@ -312,10 +332,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Name a replicated table.';
     END IF;
     DELETE FROM gsb.tables WHERE relid = rel;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = rel) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', rel::oid
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'The view gsb.replicated_tables lists what gsb replicates.';
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table "%" is not replicated by gsb', rel
             USING ERRCODE = 'undefined_object',
-                  HINT = 'The table gsb.replicated_tables lists what gsb replicates.';
+                  HINT = 'The view gsb.replicated_tables lists what gsb replicates.';
     END IF;
     PERFORM gsb._invalidate_relation(rel);
 END
@@ -365,14 +390,30 @@ DECLARE
     s gsb.site := gsb._site();
     new_id bigint;
 BEGIN
-    IF account_id IS NULL OR NOT EXISTS (SELECT 1 FROM gsb.accounts a WHERE a.id = account_id) THEN
-        RAISE EXCEPTION 'account % does not exist', coalesce(account_id::text, 'NULL')
+    IF account_id IS NULL THEN
+        RAISE EXCEPTION 'a meeting needs an account'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the id that gsb.create_account() returned.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM gsb.accounts a WHERE a.id = account_id) THEN
+        RAISE EXCEPTION 'account % does not exist', account_id
             USING ERRCODE = 'foreign_key_violation',
                   HINT = 'Create the account with gsb.create_account() first, on either site.';
     END IF;
     IF starts_at IS NULL THEN
         RAISE EXCEPTION 'a meeting needs a start time'
-            USING ERRCODE = 'null_value_not_allowed';
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass starts_at, e.g. ''2030-01-07 17:00+00''.';
+    END IF;
+    IF NOT isfinite(starts_at) THEN
+        RAISE EXCEPTION 'a meeting needs a finite start time, not %', starts_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass starts_at as a date and time, e.g. ''2030-01-07 17:00+00''.';
+    END IF;
+    IF btrim(tele_number) = '' THEN
+        RAISE EXCEPTION 'a teleconference number cannot be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL (or leave it out) to have gsb choose one.';
     END IF;
     new_id := gsb.next_id('gsb.meetings_id_seq');
     -- The teleconference number is chosen once, here, and replicated with the
@@ -523,7 +564,9 @@ BEGIN
                   HINT = 'Give a libpq connection string such as ''host=... port=... dbname=...''.';
     END IF;
     IF copy_data IS NULL THEN
-        RAISE EXCEPTION 'copy_data must be true or false' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'copy_data must be true or false'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'true (the default) copies the rows the peer has first; false streams only new changes.';
     END IF;
     IF EXISTS (SELECT 1 FROM gsb.peers p WHERE p.name = site_name) THEN
         RAISE EXCEPTION 'site % is already a peer of this site', site_name
@@ -617,9 +660,10 @@ DECLARE
     done boolean := false;
     tries int := 0;
 BEGIN
+    PERFORM gsb._check_peer_name(site_name);
     SELECT * INTO p FROM gsb.peers WHERE name = site_name FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'site % is not a peer of this site', coalesce(site_name, 'NULL')
+        RAISE EXCEPTION 'site % is not a peer of this site', site_name
             USING ERRCODE = 'undefined_object',
                   HINT = 'SELECT peer FROM gsb.status lists the peers.';
     END IF;
@@ -672,9 +716,21 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     target pg_lsn := pg_current_wal_lsn();
-    deadline timestamptz := clock_timestamp() + coalesce(timeout, '60 s');
+    deadline timestamptz;
     behind int;
 BEGIN
+    IF timeout IS NULL OR timeout < interval '0' THEN
+        RAISE EXCEPTION 'invalid timeout: %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give how long to wait, e.g. ''60 s'' (the default); ''0'' only looks.';
+    END IF;
+    BEGIN
+        deadline := clock_timestamp() + timeout;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        RAISE EXCEPTION 'invalid timeout: % is too long', timeout
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give how long to wait, e.g. ''60 s'' (the default).';
+    END;
     PERFORM gsb._site();
     IF NOT EXISTS (SELECT 1 FROM gsb.peers) THEN
         RAISE EXCEPTION 'this site has no peer' USING ERRCODE = 'undefined_object',
@@ -717,16 +773,16 @@ DECLARE
     done boolean;
 BEGIN
     PERFORM gsb._site();
-    SELECT * INTO p FROM gsb.peers ORDER BY name LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'this site has no peer' USING ERRCODE = 'undefined_object',
-            HINT = 'Add one with gsb.add_peer().';
-    END IF;
     IF rel IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM gsb.tables WHERE relid = rel AND mode = 'realtime') THEN
         RAISE EXCEPTION 'table % is not replicated in real time', rel
             USING ERRCODE = 'undefined_object',
-                  HINT = 'gsb.verify() compares the tables registered with mode ''realtime''.';
+                  HINT = 'gsb.verify() compares the tables registered with mode ''realtime''; NULL compares them all.';
+    END IF;
+    SELECT * INTO p FROM gsb.peers ORDER BY name LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'this site has no peer' USING ERRCODE = 'undefined_object',
+            HINT = 'Add one with gsb.add_peer().';
     END IF;
     -- A consistent point: our changes have reached the peer, and the peer's
     -- (as of now) have reached us.
@@ -891,6 +947,14 @@ DECLARE
     st gsb.site_state;
     p gsb.peers;
 BEGIN
+    -- Every caller names this site or a peer; anything else would leave
+    -- both sites without an active site.
+    IF to_site IS NULL OR (to_site <> me.name
+                           AND NOT EXISTS (SELECT 1 FROM gsb.peers x WHERE x.name = to_site)) THEN
+        RAISE EXCEPTION 'gsb._switch: % is not a site known here', coalesce(quote_literal(to_site), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The active site is this site or one of its peers.';
+    END IF;
     SELECT * INTO st FROM gsb.site_state FOR UPDATE;
     UPDATE gsb.site_state
        SET term = st.term + 1, active_site = to_site, mode = new_mode,
@@ -1255,7 +1319,19 @@ $$;
 CREATE FUNCTION gsb.usage_report(from_ts timestamptz, to_ts timestamptz)
 RETURNS TABLE (account_id bigint, meetings bigint, minutes numeric, primary_minutes numeric,
                backup_minutes numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF from_ts IS NULL OR to_ts IS NULL THEN
+        RAISE EXCEPTION 'gsb.usage_report needs both ends of the period'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use ''-infinity'' or ''infinity'' for an open end.';
+    END IF;
+    IF from_ts > to_ts THEN
+        RAISE EXCEPTION 'the period ends before it starts (from % to %)', from_ts, to_ts
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Rows count when their started_at is in [from_ts, to_ts): pass the earlier time first.';
+    END IF;
+    RETURN QUERY
     SELECT u.account_id,
            count(DISTINCT u.meeting_id),
            sum(u.minutes),
@@ -1264,7 +1340,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM gsb.usage u
      WHERE u.started_at >= from_ts AND u.started_at < to_ts
      GROUP BY u.account_id
-     ORDER BY u.account_id
+     ORDER BY u.account_id;
+END
 $$;
 
 ------------------------------------------------------------------------------
@@ -1275,9 +1352,14 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     m gsb.meetings;
 BEGIN
+    IF meeting_id IS NULL THEN
+        RAISE EXCEPTION 'a meeting id is required'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the id that gsb.schedule_meeting() returned.';
+    END IF;
     SELECT * INTO m FROM gsb.meetings WHERE id = meeting_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'meeting % does not exist', coalesce(meeting_id::text, 'NULL')
+        RAISE EXCEPTION 'meeting % does not exist', meeting_id
             USING ERRCODE = 'no_data_found',
                   HINT = 'Schedule it with gsb.schedule_meeting(), on either site.';
     END IF;
@@ -1285,12 +1367,28 @@ BEGIN
 END
 $$;
 
+-- The usage row of a meeting's part on one site. to_ts may be a little
+-- before from_ts when from_ts came from another site's clock (a meeting
+-- taken over): that part counts 0 minutes.
 CREATE FUNCTION gsb._record_usage(m gsb.meetings, on_site text, from_ts timestamptz,
                                   to_ts timestamptz) RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF m.id IS NULL OR m.account_id IS NULL THEN
+        RAISE EXCEPTION 'gsb._record_usage: the meeting is NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass a row of gsb.meetings; gsb.end_meeting() records usage by itself.';
+    END IF;
+    PERFORM gsb._check_peer_name(on_site);
+    IF from_ts IS NULL OR to_ts IS NULL THEN
+        RAISE EXCEPTION 'gsb._record_usage: the start and the end of the usage are required'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass when the meeting started and ended on that site.';
+    END IF;
     INSERT INTO gsb.usage (meeting_id, account_id, site, started_at, ended_at, minutes)
     VALUES (m.id, m.account_id, on_site, from_ts, to_ts,
-            greatest(EXTRACT(EPOCH FROM (to_ts - from_ts)), 0) / 60)
+            greatest(EXTRACT(EPOCH FROM (to_ts - from_ts)), 0) / 60);
+END
 $$;
 
 CREATE FUNCTION gsb.start_meeting(meeting_id bigint) RETURNS void
@@ -1313,7 +1411,8 @@ BEGIN
     m := gsb._meeting(meeting_id);
     IF m.status = 'ended' THEN
         RAISE EXCEPTION 'meeting % has ended', meeting_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'An ended meeting does not start again; schedule a new one with gsb.schedule_meeting().';
     END IF;
     IF m.status = 'in_progress' AND m.hosted_site = me.name THEN
         RETURN;   -- already running here
@@ -1334,14 +1433,21 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     m gsb.meetings;
 BEGIN
+    IF meeting_id IS NULL THEN
+        RAISE EXCEPTION 'a meeting id is required'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the id that gsb.schedule_meeting() returned.';
+    END IF;
     SELECT * INTO m FROM gsb.meetings WHERE id = meeting_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'meeting % does not exist', coalesce(meeting_id::text, 'NULL')
-            USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'meeting % does not exist', meeting_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Schedule it with gsb.schedule_meeting(), on either site.';
     END IF;
     IF m.status = 'ended' THEN
         RAISE EXCEPTION 'meeting % has ended', meeting_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'An ended meeting does not start again; schedule a new one with gsb.schedule_meeting().';
     END IF;
     IF m.status = 'in_progress' THEN
         RETURN m.hosted_site;
@@ -1356,9 +1462,15 @@ DECLARE
     me gsb.site := gsb._site();
     m gsb.meetings := gsb._meeting(meeting_id);
 BEGIN
+    IF m.status = 'ended' THEN
+        RAISE EXCEPTION 'meeting % has ended already', meeting_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Its usage was recorded when it ended.';
+    END IF;
     IF m.status <> 'in_progress' THEN
         RAISE EXCEPTION 'meeting % is not in progress', meeting_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Start it with gsb.start_meeting() first, on the active site.';
     END IF;
     IF m.hosted_site <> me.name THEN
         RAISE EXCEPTION 'meeting % is hosted on site %', meeting_id, m.hosted_site
@@ -1398,7 +1510,8 @@ GRANT EXECUTE ON FUNCTION
     gsb.usage_report(timestamptz, timestamptz)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION gsb._site(), gsb._primary_name(), gsb._meeting(bigint),
-    gsb._record_usage(gsb.meetings, text, timestamptz, timestamptz) TO PUBLIC;
+    gsb._record_usage(gsb.meetings, text, timestamptz, timestamptz),
+    gsb._check_peer_name(text) TO PUBLIC;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA gsb FROM PUBLIC;
 GRANT SELECT ON gsb.site, gsb.tables, gsb.replicated_tables TO PUBLIC;

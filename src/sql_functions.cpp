@@ -31,6 +31,11 @@ PG_FUNCTION_INFO_V1(gsb_selftest_raise);
 // so decoding sessions process it exactly where the registration changed.
 Datum gsb_invalidate_relation(PG_FUNCTION_ARGS) {
     Oid relid = PG_GETARG_OID(0);
+    // PostgreSQL's own check would be a "cache lookup failed" (XX000).
+    if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                        errmsg("gsb: relation with OID %u does not exist", relid),
+                        errhint("Name an existing table.")));
     return gsb::Entry([&] {
         CacheInvalidateRelcacheByRelid(relid);
         return (Datum)0;
@@ -82,7 +87,8 @@ Datum gsb_run_as_owner(PG_FUNCTION_ARGS) {
     HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
     if (!HeapTupleIsValid(tup))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                        errmsg("gsb: relation with OID %u does not exist", relid)));
+                        errmsg("gsb: relation with OID %u does not exist", relid),
+                        errhint("Name an existing table.")));
     Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
     ReleaseSysCache(tup);
 
