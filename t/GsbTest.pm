@@ -64,7 +64,8 @@ sub peer_connstr
 #   heartbeat_interval (default '200ms'), failover_timeout (default 0: the
 #   tests that do not test failover must not see one), failback_delay,
 #   log_min_messages, apply_timeout, extra_conf (raw postgresql.conf lines),
-#   no_init (do not run CREATE EXTENSION / init_site).
+#   no_init (do not run CREATE EXTENSION / init_site), starter (a sub that
+#   starts the server instead of $node->start, as t/GsbNetns.pm's does).
 sub new_site
 {
 	my ($name, $role, %opts) = @_;
@@ -101,7 +102,8 @@ sub new_site
 	$text .= "$_ = $gucs{$_}\n" for sort keys %gucs;
 	$text .= "$opts{extra_conf}\n" if defined $opts{extra_conf};
 	$node->append_conf('postgresql.conf', $text);
-	$node->start;
+	if ($opts{starter}) { $opts{starter}->($node); }
+	else { $node->start; }
 
 	unless ($opts{no_init})
 	{
