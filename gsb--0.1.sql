@@ -331,6 +331,14 @@ BEGIN
         RAISE EXCEPTION 'gsb.unreplicate_table: relation is NULL'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Name a replicated table.';
     END IF;
+    -- gsb's own tables (accounts, meetings, usage, site events, the daily
+    -- copy's) keep the two sites' shared state: without them a site would
+    -- not learn of the other's switches or meetings.
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = rel AND relnamespace = 'gsb'::regnamespace) THEN
+        RAISE EXCEPTION 'table "%" is one of gsb''s own tables and stays replicated', rel
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'gsb registers its own tables itself; only tables added with gsb.replicate_table() can be removed.';
+    END IF;
     DELETE FROM gsb.tables WHERE relid = rel;
     IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = rel) THEN
         RAISE EXCEPTION 'relation with OID % does not exist', rel::oid

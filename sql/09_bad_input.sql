@@ -146,6 +146,8 @@ SELECT bad($q$SELECT gsb.unreplicate_table(NULL)$q$);
 SELECT bad($q$SELECT gsb.unreplicate_table('bi_ok')$q$);
 SELECT bad($q$SELECT gsb.unreplicate_table('bi_view')$q$);
 SELECT bad($q$SELECT gsb.unreplicate_table('pg_class')$q$);
+SELECT bad($q$SELECT gsb.unreplicate_table('gsb.site_events')$q$);
+SELECT bad($q$SELECT gsb.unreplicate_table('gsb.accounts')$q$);
 SELECT bad($q$SELECT gsb.unreplicate_table(0)$q$);
 SELECT replace(bad(format($q$SELECT gsb.unreplicate_table(%s)$q$, :gone_oid)), :'gone_oid', 'gone_oid');
 -- Nothing was registered by any of that.
