@@ -14,7 +14,10 @@
 # suites. As root, PostgreSQL (which refuses root) and the build run as the user
 # postgres; as another user, everything runs as that user if it may write the
 # server's directories. A suite also fails when a server log shows a crash
-# (`terminated by signal` or PANIC). The work directory is kept on failure (or
+# (`terminated by signal` or PANIC). As root, the tap suite also runs
+# scripts/netns-helper.sh, so that t/309 can put the sites in network
+# namespaces; otherwise that test skips itself and the summary says why.
+# The work directory is kept on failure (or
 # with KEEP=1). Also read: PROVE_TESTS='t/001_x.pl ...', PROVE_FLAGS, REGRESS
 # (space-separated test names), PG_CONFIG, GSB_TEST_TIMEOUT (seconds for each
 # suite; by default lint and unit 300, regress 900, tap 3000, which keeps a run
