@@ -466,8 +466,9 @@ CREATE TABLE gsb.conflicts (
 );
 CREATE INDEX conflicts_at_idx ON gsb.conflicts (at);
 
+-- STABLE, not IMMUTABLE: the test hook gsb.fault_injection can change it.
 CREATE FUNCTION gsb.protocol_version() RETURNS int
-    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'gsb_protocol_version';
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gsb_protocol_version';
 
 -- Runs one query on a peer (through gsb's connection helper, with an empty
 -- search_path there) and returns its rows as text arrays.

@@ -566,8 +566,8 @@ void ApplyWorker::Stream(PeerConnection &repl) {
     last_flushed_ = start;
     last_received_ = std::max(last_received_, start);
     std::string cmd = "START_REPLICATION SLOT " + repl.QuoteIdent(slot_name_) + " LOGICAL " +
-                      LsnText(start) + " (proto_version '" + std::to_string(protocol::kVersion) +
-                      "', binary 'true')";
+                      LsnText(start) + " (proto_version '" +
+                      std::to_string(SpokenProtocolVersion()) + "', binary 'true')";
     PgResult started = repl.Exec(cmd);
     if (PQresultStatus(started.get()) != PGRES_COPY_BOTH)
         throw Error(ERRCODE_PROTOCOL_VIOLATION, "peer did not start streaming");

@@ -19,6 +19,12 @@ extern char *guc_http_listen_addresses;
 // True when `point` is named in gsb.fault_injection (a test hook; superuser).
 bool FaultInjected(const char *point);
 
+// The gsb protocol version this site speaks: protocol::kVersion, or one more
+// under the fault point protocol_version_next (how the tests make a peer that
+// speaks a newer version). gsb.protocol_version() and the apply worker's
+// START_REPLICATION both use it.
+unsigned SpokenProtocolVersion();
+
 // Registers the supervisor background worker; called from _PG_init when gsb is
 // in shared_preload_libraries. Defined in bgworker/supervisor.cpp.
 void RegisterSupervisor();

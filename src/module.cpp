@@ -13,6 +13,7 @@ extern "C" {
 
 #include "gsb.hpp"
 #include "interop.hpp"
+#include "protocol.hpp"
 #include "shared_state.hpp"
 
 extern "C" {
@@ -45,6 +46,10 @@ bool FaultInjected(const char *point) {
             return true;
     }
     return false;
+}
+
+unsigned SpokenProtocolVersion() {
+    return protocol::kVersion + (FaultInjected("protocol_version_next") ? 1 : 0);
 }
 
 namespace {

@@ -21,6 +21,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "gsb.hpp"
 #include "interop.hpp"
 #include "peer_connection.hpp"
 #include "protocol.hpp"
@@ -38,7 +39,7 @@ PG_FUNCTION_INFO_V1(gsb_monitor_status);
 }
 
 Datum gsb_protocol_version(PG_FUNCTION_ARGS) {
-    PG_RETURN_INT32(static_cast<int32>(gsb::protocol::kVersion));
+    PG_RETURN_INT32(static_cast<int32>(gsb::SpokenProtocolVersion()));
 }
 
 // gsb._peer_query(conninfo text, query text, params text[]) RETURNS SETOF text[]
