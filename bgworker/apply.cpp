@@ -253,9 +253,16 @@ void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_p
         return;
     }
     case protocol::ValueKind::kBinary: {
+        // A private, NUL-terminated copy of exactly the value (as receive
+        // functions expect), not initStringInfo's 1 KB per value.
+        int len = static_cast<int>(v.data.size());
         StringInfoData buf;
-        initStringInfo(&buf);
-        appendBinaryStringInfo(&buf, v.data.data(), static_cast<int>(v.data.size()));
+        buf.data = static_cast<char *>(palloc(len + 1));
+        memcpy(buf.data, v.data.data(), len);
+        buf.data[len] = '\0';
+        buf.len = len;
+        buf.maxlen = len + 1;
+        buf.cursor = 0;
         *value = ReceiveFunctionCall(&e->recv_fn[j], &buf, e->recv_ioparam[j], att->atttypmod);
         if (buf.cursor != buf.len)
             ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),

@@ -102,6 +102,7 @@ class ApplyWorker {
                    const std::string &relname);
     void Stream(PeerConnection &repl);
     void Process(PeerConnection &repl, const char *data, int len);
+    void ApplyMessage(PeerConnection &repl);
     void SendFeedback(PeerConnection &repl, bool force, bool reply_requested);
     void PublishProgress();
     TimestampTz ReadFailoverTime();
@@ -622,19 +623,29 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
     }
     last_received_ = std::max({last_received_, xlog.start_lsn, xlog.end_lsn});
     peer_end_ = std::max(peer_end_, xlog.end_lsn);
-    try {
-        protocol::Decode(xlog.payload, msg_);
-    } catch (const protocol::ProtocolError &e) {
-        // Where in the stream: the message's LSN and the remote transaction.
-        std::string where = std::string(e.what()) + " (message at " +
-                            protocol::FormatLsn(xlog.start_lsn) + ", " +
-                            std::to_string(xlog.payload.size()) + " bytes, " +
-                            (in_txn_ ? "inside remote transaction " + std::to_string(session_.xid)
-                                     : std::string("between transactions")) +
-                            ")";
-        throw protocol::ProtocolError(where);
+    // Protocol version 2 sends a batch of messages in one CopyData.
+    size_t offset = 0;
+    for (int index = 1; offset < xlog.payload.size(); index++) {
+        try {
+            offset += protocol::DecodeNext(xlog.payload.substr(offset), msg_);
+        } catch (const protocol::ProtocolError &e) {
+            // Where in the stream: the data's LSN, the message's place in
+            // it, and the remote transaction.
+            std::string where =
+                std::string(e.what()) + " (message at " + protocol::FormatLsn(xlog.start_lsn) +
+                ", number " + std::to_string(index) + " at byte " + std::to_string(offset) +
+                " of " + std::to_string(xlog.payload.size()) + ", " +
+                (in_txn_ ? "inside remote transaction " + std::to_string(session_.xid)
+                         : std::string("between transactions")) +
+                ")";
+            throw protocol::ProtocolError(where);
+        }
+        ApplyMessage(repl);
     }
+}
 
+// Applies msg_, the message just decoded.
+void ApplyWorker::ApplyMessage(PeerConnection &repl) {
     MemoryContext ctx = session_.msg_ctx;
     switch (msg_.type) {
     case protocol::MsgType::kBegin:

@@ -20,6 +20,7 @@ extern "C" {
 #include "replication/origin.h"
 #include "replication/output_plugin.h"
 #include "replication/reorderbuffer.h"
+#include "replication/walsender.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -119,6 +120,11 @@ struct PluginState {
     bool include_lsn;
     bool include_xids;
     uint32 proto_version;
+    // Version 2 to a walsender: a transaction's messages are gathered in
+    // ctx->out and written (one CopyData, one send) at kBatchBytes and at
+    // commit. write_open: a write is prepared and holds messages.
+    bool batch;
+    bool write_open;
     char *origin_site; // this site's name, looked up at the first BEGIN
     bool origin_looked_up;
     StringInfo scratch;             // text form: the binary message to render
@@ -218,6 +224,8 @@ void Startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init
     // Slot creation passes no options; everything else is checked strictly.
     if (!is_init)
         ParseOptions(st, ctx->output_plugin_options);
+    // The SQL functions keep one message per row; only a walsender batches.
+    st->batch = am_walsender && !st->text && st->proto_version >= 2;
     opt->output_type = st->text ? OUTPUT_PLUGIN_TEXTUAL_OUTPUT : OUTPUT_PLUGIN_BINARY_OUTPUT;
     opt->receive_rewrites = false;
 
@@ -249,14 +257,21 @@ void Shutdown(LogicalDecodingContext *ctx) {
     }
 }
 
-// Writes one finished binary message. In text form it is decoded again and
-// rendered, so the text that tests read went through the real reader.
-void Emit(LogicalDecodingContext *ctx, PluginState *st, bool last) {
+// Writes one finished binary message; in batch mode it stays in ctx->out
+// until the batch is large enough or the transaction ends (end_of_txn). In
+// text form it is decoded again and rendered, so the text that tests read
+// went through the real reader.
+void Emit(LogicalDecodingContext *ctx, PluginState *st, bool last, bool end_of_txn = false) {
     if (!st->text) {
         // Test hook: a message with a byte too many, as a broken or hostile
         // peer might send; the receiver must refuse it and reconnect.
         if (FaultInjected("plugin_corrupt_message"))
             appendStringInfoChar(ctx->out, '\x7f');
+        if (st->batch) {
+            if (!end_of_txn && static_cast<size_t>(ctx->out->len) < protocol::kBatchBytes)
+                return;
+            st->write_open = false;
+        }
         OutputPluginWrite(ctx, last);
         return;
     }
@@ -272,6 +287,13 @@ void Emit(LogicalDecodingContext *ctx, PluginState *st, bool last) {
 // The StringInfo that a message is written into: the output itself, or the
 // scratch buffer that Emit renders from.
 StringInfo Target(LogicalDecodingContext *ctx, PluginState *st, bool last) {
+    if (st->batch) {
+        if (!st->write_open) {
+            OutputPluginPrepareWrite(ctx, last);
+            st->write_open = true;
+        }
+        return ctx->out;
+    }
     OutputPluginPrepareWrite(ctx, last);
     if (!st->text)
         return ctx->out;
@@ -442,7 +464,7 @@ void CommitTxn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr co
     StringInfoSink sink{Target(ctx, st, true)};
     PgWriter w(sink);
     w.Commit(commit_lsn, txn->end_lsn, txn->xact_time.commit_time);
-    Emit(ctx, st, true);
+    Emit(ctx, st, true, true);
 }
 
 void Change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,

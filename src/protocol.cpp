@@ -52,6 +52,7 @@ class Cursor {
         return s;
     }
     size_t Remaining() const { return bytes_.size() - pos_; }
+    size_t Position() const { return pos_; }
     void ExpectEnd() const {
         if (Remaining() != 0)
             Fail(std::to_string(Remaining()) + " unexpected trailing bytes");
@@ -141,8 +142,10 @@ void AppendHex(std::string &out, std::string_view s) {
 
 } // namespace
 
-void Decode(std::string_view bytes, Message &out) {
-    Cursor c(bytes, "gsb message");
+namespace {
+
+// Reads one message from c, leaving c after it.
+void DecodeFrom(Cursor &c, Message &out) {
     uint8_t type = c.U8();
     switch (type) {
     case static_cast<uint8_t>(MsgType::kBegin):
@@ -236,7 +239,20 @@ void Decode(std::string_view bytes, Message &out) {
     default:
         c.Fail("unknown message type " + std::to_string(type));
     }
+}
+
+} // namespace
+
+void Decode(std::string_view bytes, Message &out) {
+    Cursor c(bytes, "gsb message");
+    DecodeFrom(c, out);
     c.ExpectEnd();
+}
+
+size_t DecodeNext(std::string_view bytes, Message &out) {
+    Cursor c(bytes, "gsb message");
+    DecodeFrom(c, out);
+    return c.Position();
 }
 
 CopyKind ParseCopyData(std::string_view bytes, XLogData &xlog, Keepalive &keepalive) {

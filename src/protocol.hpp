@@ -10,7 +10,7 @@
 // fuzzed on its own. Bytes from the peer are untrusted: every length, count
 // and tag is checked, and any violation throws ProtocolError.
 //
-// Format (version 1). Integers are big-endian; a string is a u32 length and
+// Format (version 2). Integers are big-endian; a string is a u32 length and
 // that many bytes. Each logical-decoding message is one of:
 //   'B' begin     u64 final_lsn, i64 commit_time, u32 xid, str origin_site
 //   'C' commit    u8 flags(0), u64 commit_lsn, u64 end_lsn, i64 commit_time
@@ -24,6 +24,13 @@
 // tuple: u16 n, n x { 'n' null | 'u' unchanged TOAST | 't' str text
 //                     | 'b' str binary (typsend) }
 // Times are PostgreSQL timestamps: microseconds since 2000-01-01 UTC.
+//
+// Framing. Version 1: each XLogData payload is exactly one message. Version 2
+// (the same messages): a walsender's XLogData payload carries one or more
+// messages back to back, up to about kBatchBytes, always ending at a commit
+// or at a message boundary; the SQL functions (pg_logical_slot_*_changes)
+// still give one message per row. Messages are self-delimiting, so the reader
+// takes them one at a time with DecodeNext().
 #pragma once
 
 #include <cstddef>
@@ -35,8 +42,11 @@
 
 namespace gsb::protocol {
 
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 inline constexpr uint32_t kMinVersion = 1;
+// Version 2: a walsender sends what it has gathered once it is this large (and
+// at every commit): one send and one receive per batch instead of per change.
+inline constexpr size_t kBatchBytes = 64 * 1024;
 // No PostgreSQL relation has more columns than MaxTupleAttributeNumber.
 inline constexpr uint16_t kMaxColumns = 1664;
 
@@ -225,6 +235,11 @@ struct StringSink {
 // are not exactly one well-formed message.
 void Decode(std::string_view bytes, Message &out);
 
+// Decodes the message at the start of bytes (a version 2 payload may hold
+// several) and returns its length in bytes, never 0. Throws ProtocolError when
+// the bytes do not start with a well-formed message.
+size_t DecodeNext(std::string_view bytes, Message &out);
+
 // ---------------------------------------------------------------------------
 // Walsender framing (the CopyData payloads of START_REPLICATION).
 // ---------------------------------------------------------------------------
@@ -232,7 +247,7 @@ struct XLogData { // 'w'
     uint64_t start_lsn = 0;
     uint64_t end_lsn = 0;
     int64_t send_time = 0;
-    std::string_view payload; // one gsb message, for Decode()
+    std::string_view payload; // one gsb message (version 1) or several (2), for DecodeNext()
 };
 struct Keepalive { // 'k'
     uint64_t end_lsn = 0;

@@ -1,7 +1,7 @@
 // protocol_fuzz.cpp: libFuzzer target for the reader half of the gsb protocol.
 //
 // The bytes are what a hostile or broken peer could send: they go through
-// ParseCopyData(), then Decode() and TextRenderer as in the apply worker and
+// ParseCopyData(), then Decode()/DecodeNext() and TextRenderer as in the apply worker and
 // the plugin's text form, and are also decoded directly. ProtocolError is the
 // only acceptable failure; another exception, a crash, a leak or undefined
 // behaviour is a finding. Two properties are checked on top: a decoded
@@ -135,6 +135,27 @@ void DecodeAndRender(std::string_view bytes, Message &msg, TextRenderer &rendere
         RenderChangesFor(renderer, msg);
 }
 
+// A version 2 payload: messages back to back, as the apply worker reads them.
+// Every message DecodeNext() accepts is a proper prefix of what is left and
+// writes back to the same bytes.
+void DecodeBatch(std::string_view payload, Message &msg) {
+    size_t offset = 0;
+    while (offset < payload.size()) {
+        std::string_view rest = payload.substr(offset);
+        size_t n = 0;
+        try {
+            n = DecodeNext(rest, msg);
+        } catch (const ProtocolError &) {
+            return;
+        }
+        if (n == 0 || n > rest.size())
+            Finding("DecodeNext returned a length outside what it was given");
+        if (Encode(msg) != rest.substr(0, n))
+            Finding("a message of a batch does not write back to the same bytes");
+        offset += n;
+    }
+}
+
 // A renderer that knows the seeds' relations, so that fuzzed changes get past
 // the relation lookup without a relation message in the same input.
 TextRenderer SeededRenderer() {
@@ -173,6 +194,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             xlog.payload.size() != bytes.size() - 25)
             Finding("XLogData payload is not the rest of the frame");
         DecodeAndRender(xlog.payload, msg, renderer);
+        DecodeBatch(xlog.payload, msg);
     } else if (parsed) {
         if (seeds::KeepaliveFrame(keepalive.end_lsn, keepalive.send_time,
                                   keepalive.reply_requested ? 1 : 0) != bytes)

@@ -234,6 +234,65 @@ TEST(WriterBytes, Truncate) {
 }
 
 // ---------------------------------------------------------------------------
+// Version 2 batches: several messages back to back, read with DecodeNext().
+// ---------------------------------------------------------------------------
+
+std::string BatchBegin() {
+    return Build([](W &w) { w.Begin(0x100, 5, 42, "sjc"); });
+}
+std::string BatchInsert() {
+    return Build([](W &w) {
+        w.Insert(7);
+        w.TupleHeader(2);
+        w.Text("1");
+        w.Null();
+    });
+}
+std::string BatchCommit() {
+    return Build([](W &w) { w.Commit(0x100, 0x180, 5); });
+}
+
+TEST(Batch, DecodeNextReadsEachMessageInTurn) {
+    const std::string parts[] = {BatchBegin(), BatchInsert(), BatchInsert(), BatchCommit()};
+    std::string batch;
+    for (const std::string &p : parts)
+        batch += p;
+    const MsgType types[] = {MsgType::kBegin, MsgType::kInsert, MsgType::kInsert, MsgType::kCommit};
+    size_t offset = 0;
+    Message m;
+    for (size_t i = 0; i < 4; i++) {
+        size_t n = DecodeNext(std::string_view(batch).substr(offset), m);
+        EXPECT_EQ(n, parts[i].size()) << "message " << i;
+        EXPECT_EQ(m.type, types[i]) << "message " << i;
+        offset += n;
+    }
+    EXPECT_EQ(offset, batch.size());
+    EXPECT_EQ(m.end_lsn, 0x180u);
+}
+
+TEST(Batch, DecodeRefusesWhatDecodeNextSplits) {
+    // Decode() still wants exactly one message: a batch is trailing bytes.
+    EXPECT_TRUE(Contains(DecodeError(BatchBegin() + BatchCommit()), "unexpected trailing bytes"));
+}
+
+TEST(Batch, TruncatedOrCorruptMessageInsideABatch) {
+    std::string insert = BatchInsert();
+    std::string cut = BatchBegin() + insert.substr(0, insert.size() - 1);
+    Message m;
+    size_t n = DecodeNext(cut, m);
+    EXPECT_EQ(n, BatchBegin().size());
+    EXPECT_TRUE(
+        Contains(ErrorText([&] { DecodeNext(std::string_view(cut).substr(n), m); }), "left"));
+    // A byte too many after a message (the plugin_corrupt_message fault)
+    // reads as a message of unknown type 127.
+    std::string extra = BatchBegin() + "\x7f" + BatchCommit();
+    n = DecodeNext(extra, m);
+    EXPECT_TRUE(Contains(ErrorText([&] { DecodeNext(std::string_view(extra).substr(n), m); }),
+                         "unknown message type 127"));
+    EXPECT_TRUE(Contains(ErrorText([&] { DecodeNext(std::string_view(), m); }), "needs 1 bytes"));
+}
+
+// ---------------------------------------------------------------------------
 // Round trips Writer -> Decode.
 // ---------------------------------------------------------------------------
 
