@@ -29,7 +29,10 @@
 # Timing: a workload's clock starts when the shell starts its client on A and
 # stops when a function polling B (every 5 ms, in B's database) first sees the
 # workload's last change: end-to-end apply throughput, not A's write time. The
-# local limit is timed the same way (its poll succeeds at once).
+# local limit is timed the same way (its poll succeeds at once). While one
+# system is measured the other two are paused (subscription disabled, gsb's
+# peer disabled): every walsender reads all of A's WAL, whatever database it
+# is for, so an idle system would otherwise take CPU from the measured one.
 #
 # --notes runs only the measurements asked for in the issue notes: decoding rate
 # of gsb against pgoutput (200k inserts, medians of 3), and the time to apply
@@ -357,6 +360,45 @@ sync_system() {
 	r=$(dst_val "$s" "SELECT bench_wait('SELECT v >= $v FROM marker', $limit)")
 	[[ -n $r ]]
 }
+
+# Only system $1 (gsb, native, pglogical or local) replicates while it is
+# measured. The others are paused: their walsenders read all of A's WAL,
+# whatever database it is for, and would take CPU from the system measured,
+# as nothing does while the local limit is measured. A paused system catches
+# up (untimed, in reset_table's sync) when its own turn comes.
+isolate() {
+	local s=$1 o
+	for o in "${SYSTEMS[@]}"; do
+		[[ $o == "$s" ]] || set_paused "$o" true
+	done
+	[[ $s == local ]] || set_paused "$s" false
+}
+
+# Pauses ($2 = true) or resumes ($2 = false) system $1 on B, and waits until
+# its walsender on A is gone or back.
+set_paused() {
+	local s=$1 pause=$2 want
+	[[ ${paused[$s]:-false} == "$pause" ]] && return 0
+	case $s in
+	gsb) dst_val gsb "UPDATE gsb.peers SET enabled = NOT $pause; SELECT gsb._wake_supervisor()" ;;
+	native) dst_val native "ALTER SUBSCRIPTION bench_sub $([[ $pause == true ]] && echo DISABLE || echo ENABLE)" ;;
+	pglogical)
+		if [[ $pause == true ]]; then
+			dst_val pglogical "SELECT pglogical.alter_subscription_disable('bench_sub', true)"
+		else
+			dst_val pglogical "SELECT pglogical.alter_subscription_enable('bench_sub', true)"
+		fi
+		;;
+	esac >/dev/null || gsb_die "could not $([[ $pause == true ]] && echo pause || echo resume) $s"
+	# pg_replication_slots, not pg_stat_replication: the latter's activity
+	# part is a snapshot that stays the same for the whole bench_wait call.
+	if [[ $pause == true ]]; then want=false; else want=true; fi
+	[[ -n $(pv "$A_PORT" postgres "SELECT bench_wait('SELECT bool_and(active) = $want FROM pg_replication_slots
+		WHERE database = ''$(sys_db "$s")''', 120)") ]] ||
+		gsb_die "$s: its walsender on A did not $([[ $pause == true ]] && echo stop || echo start)"
+	paused[$s]=$pause
+}
+declare -A paused=()
 
 # What a system says about itself when it did not catch up.
 diagnose() {
@@ -817,7 +859,13 @@ health_report() {
 	local c
 	for c in A B; do
 		local lines
-		lines=$(grep -E 'ERROR|FATAL|PANIC|terminated by signal' "$state/$c.log" | grep -v 'canceling statement due to user request' | head -n 20 || true)
+		# Pausing gsb (isolate) stops its apply worker with SIGTERM, which
+		# PostgreSQL logs as FATAL "terminating background worker ... due to
+		# administrator command": expected here, not an error.
+		lines=$(grep -E 'ERROR|FATAL|PANIC|terminated by signal' "$state/$c.log" |
+			grep -v -e 'canceling statement due to user request' \
+				-e 'terminating background worker "gsb apply worker" due to administrator command' |
+			head -n 20 || true)
 		if [[ -n $lines ]]; then
 			echo "- server log of $c, errors (first 20):"
 			echo '```'
@@ -945,14 +993,27 @@ main() {
 	local rep s
 	for ((rep = 1; rep <= REPS; rep++)); do
 		say "repetition $rep of $REPS: bulk insert, update, delete"
-		for s in "${SYSTEMS[@]}" local; do run_dml "$s" "$rep"; done
+		for s in "${SYSTEMS[@]}" local; do
+			isolate "$s"
+			run_dml "$s" "$rep"
+		done
 		say "repetition $rep of $REPS: single-row transactions"
-		for s in "${SYSTEMS[@]}" local; do run_single "$s" "$rep"; done
+		for s in "${SYSTEMS[@]}" local; do
+			isolate "$s"
+			run_single "$s" "$rep"
+		done
 		say "repetition $rep of $REPS: lag at $LAG_RATE tps"
-		for s in "${SYSTEMS[@]}"; do run_lag "$s" "$rep"; done
+		for s in "${SYSTEMS[@]}"; do
+			isolate "$s"
+			run_lag "$s" "$rep"
+		done
 	done
 	say "apply worker memory over $MEM_ROWS rows"
-	for s in "${SYSTEMS[@]}"; do run_mem "$s"; done
+	for s in "${SYSTEMS[@]}"; do
+		isolate "$s"
+		run_mem "$s"
+	done
+	for s in "${SYSTEMS[@]}"; do set_paused "$s" false; done
 	report
 }
 
