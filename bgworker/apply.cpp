@@ -514,6 +514,7 @@ void ApplyInsert(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
 // by row.
 // ---------------------------------------------------------------------------
 constexpr int kBatchMax = 1000;
+constexpr int kMultiInsertMin = 4;
 } // namespace
 
 void FlushBatch(Session *s);
@@ -530,6 +531,7 @@ struct InsertBatch {
     EState *estate;          // for default expressions of buffered rows
     MemoryContext rows_cxt;  // values of buffered rows; reset after a flush
     MemoryContext slots_cxt; // the slots; rebuilt when the descriptor changes
+    int nslots;              // slots made so far (they are made as rows need them)
 };
 InsertBatch batch;
 
@@ -539,9 +541,26 @@ bool Batchable(Relation rel) {
            !(desc->constr != nullptr && desc->constr->has_generated_stored);
 }
 
+// Whether slots made for a can hold rows of b: the same columns, types and
+// storage. (equalTupleDescs also compares constraints and defaults, which a
+// copy for slots leaves out: it said "different" for every table with a NOT
+// NULL column, and the batch's slots were made again for every transaction.)
+bool SameRowShape(TupleDesc a, TupleDesc b) {
+    if (a->natts != b->natts || a->tdtypeid != b->tdtypeid)
+        return false;
+    for (int i = 0; i < a->natts; i++) {
+        Form_pg_attribute x = TupleDescAttr(a, i), y = TupleDescAttr(b, i);
+        if (x->atttypid != y->atttypid || x->atttypmod != y->atttypmod || x->attlen != y->attlen ||
+            x->attbyval != y->attbyval || x->attalign != y->attalign ||
+            x->attisdropped != y->attisdropped || x->attcollation != y->attcollation)
+            return false;
+    }
+    return true;
+}
+
 void PrepareBatchSlots(Relation rel) {
     TupleDesc desc = RelationGetDescr(rel);
-    if (batch.slots != nullptr && equalTupleDescs(batch.desc, desc))
+    if (batch.slots != nullptr && SameRowShape(batch.desc, desc))
         return;
     if (batch.slots_cxt == nullptr)
         batch.slots_cxt = AllocSetContextCreate(TopMemoryContext, "gsb insert batch slots",
@@ -550,11 +569,21 @@ void PrepareBatchSlots(Relation rel) {
         MemoryContextReset(batch.slots_cxt);
     MemoryContext old = MemoryContextSwitchTo(batch.slots_cxt);
     batch.desc = CreateTupleDescCopy(desc);
-    batch.slots = static_cast<TupleTableSlot **>(palloc(sizeof(TupleTableSlot *) * kBatchMax));
+    batch.slots = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kBatchMax));
     batch.commit_ts = static_cast<TimestampTz *>(palloc(sizeof(TimestampTz) * kBatchMax));
-    for (int i = 0; i < kBatchMax; i++)
-        batch.slots[i] = MakeSingleTupleTableSlot(batch.desc, &TTSOpsVirtual);
+    batch.nslots = 0;
     MemoryContextSwitchTo(old);
+}
+
+// The batch's next slot, made on first use: a table that only ever sees
+// one-row transactions needs one slot, not kBatchMax.
+TupleTableSlot *NextBatchSlot() {
+    if (batch.n == batch.nslots) {
+        MemoryContext old = MemoryContextSwitchTo(batch.slots_cxt);
+        batch.slots[batch.nslots++] = MakeSingleTupleTableSlot(batch.desc, &TTSOpsVirtual);
+        MemoryContextSwitchTo(old);
+    }
+    return batch.slots[batch.n];
 }
 
 // Writes the whole batch at once; false when a row met an existing key.
@@ -620,7 +649,7 @@ void AddToBatch(Session *s, RelMapEntry *e, Relation rel, const protocol::Messag
     }
     MemoryContext old = MemoryContextSwitchTo(batch.rows_cxt);
     SavedUser saved = BecomeOwner(rel); // default expressions are the owner's code
-    FillSlot(e, rel, batch.estate, batch.slots[batch.n], msg.new_tuple, nullptr, true, ctx);
+    FillSlot(e, rel, batch.estate, NextBatchSlot(), msg.new_tuple, nullptr, true, ctx);
     RestoreUser(saved);
     MemoryContextSwitchTo(old);
     batch.commit_ts[batch.n] = s->commit_ts;
@@ -806,7 +835,10 @@ void FlushBatch(Session *s) {
     PushActiveSnapshot(GetTransactionSnapshot());
     Relation rel = table_open(batch.relid, RowExclusiveLock);
     SavedUser saved = BecomeOwner(rel);
-    if (TryMultiInsert(rel, n)) {
+    // A few rows go row by row: for them the subtransaction (and its own
+    // transaction id) costs more than the per-row key lookup it saves, which
+    // is what made single-row transactions slower than native's.
+    if (n >= kMultiInsertMin && TryMultiInsert(rel, n)) {
         s->changes_applied += n;
     } else {
         CommandCounterIncrement();

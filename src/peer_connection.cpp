@@ -179,7 +179,10 @@ PgResult PeerConnection::Exec(const std::string &sql, int nparams, const char *c
 }
 
 int PeerConnection::GetCopyData(char **buf, long timeout_ms) {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    // First read what the socket already holds, and wait only if that was
+    // nothing: under load the next message is usually there, and every wait
+    // makes (and closes) an epoll set of its own.
+    for (int attempt = 0; attempt < 3; attempt++) {
         int len = PQgetCopyData(conn_, buf, 1);
         if (len > 0)
             return len;
@@ -188,9 +191,10 @@ int PeerConnection::GetCopyData(char **buf, long timeout_ms) {
         if (len == -2)
             throw Error(ERRCODE_CONNECTION_FAILURE,
                         "lost the replication connection to the peer: " + ErrorMessage());
-        if (attempt == 1)
+        if (attempt == 2)
             break;
-        Wait(false, timeout_ms);
+        if (attempt == 1)
+            Wait(false, timeout_ms);
         if (PQconsumeInput(conn_) == 0)
             throw Error(ERRCODE_CONNECTION_FAILURE,
                         "lost the replication connection to the peer: " + ErrorMessage());
