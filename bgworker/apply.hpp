@@ -54,8 +54,16 @@ void HandleChange(Session *s, const protocol::Message &msg);
 // order requires it); a no-op when none are buffered.
 void FlushBatch(Session *s);
 
-// Forgets buffered inserts after the transaction was rolled back.
+// Before the transaction commits: writes the buffered inserts and closes the
+// executor state kept for a run of updates and deletes.
+void FinishTransaction(Session *s);
+
+// Forgets buffered inserts (after a flush, or a rollback).
 void DiscardBatch();
+
+// After the transaction was rolled back: forgets buffered inserts and the
+// kept executor state (the rollback released what it held).
+void ForgetTransaction();
 
 // Checks that a relation the peer sent can be applied here (exists, is
 // replicated, same columns and types): raises the schema-drift error if not.

@@ -351,7 +351,7 @@ void ApplyWorker::Run() {
             RecordError(e);
             PgCall([&] {
                 AbortOutOfAnyTransaction();
-                apply::DiscardBatch();
+                apply::ForgetTransaction();
                 replorigin_session_origin_lsn = InvalidXLogRecPtr;
                 replorigin_session_origin_timestamp = 0;
                 MemoryContextReset(session_.msg_ctx);
@@ -501,7 +501,7 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
     MemoryContext flush_ctx = session_.msg_ctx;
     PgCall([&] {
         MemoryContext old = MemoryContextSwitchTo(flush_ctx);
-        apply::FlushBatch(&session_);
+        apply::FinishTransaction(&session_);
         MemoryContextSwitchTo(old);
         MemoryContextReset(flush_ctx);
     });
@@ -685,7 +685,7 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
         TimestampTz ts = msg_.commit_time;
         PgCall([&] {
             MemoryContext old = MemoryContextSwitchTo(ctx);
-            apply::FlushBatch(&session_);
+            apply::FinishTransaction(&session_);
             MemoryContextSwitchTo(old);
             MemoryContextReset(ctx);
         });

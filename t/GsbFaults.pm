@@ -246,7 +246,7 @@ sub check_logs_except
 	my (@bad, $accepted);
 	for my $line (split /\n/, $log)
 	{
-		next unless $line =~ /terminated by signal|PANIC|TRAP:/;
+		next unless $line =~ /terminated by signal|PANIC|TRAP:|reference leak/;
 		if ($line =~ /\(PID (\d+)\) was terminated by signal (\d+)/
 			&& defined $allowed->{$1} && $allowed->{$1} == $2)
 		{

@@ -363,8 +363,8 @@ sub check_logs
 	for my $n (@nodes)
 	{
 		my $log = -f $n->logfile ? slurp_file($n->logfile) : '';
-		my @bad = grep { /terminated by signal|PANIC|TRAP:/ } split /\n/, $log;
-		ok(!@bad, site_name($n) . ": server log shows no crash (signal, PANIC, TRAP)")
+		my @bad = grep { /terminated by signal|PANIC|TRAP:|reference leak/ } split /\n/, $log;
+		ok(!@bad, site_name($n) . ": server log shows no crash (signal, PANIC, TRAP) and no reference leak")
 		  or diag(join("\n", @bad[ 0 .. ($#bad < 19 ? $#bad : 19) ]));
 	}
 	return;
