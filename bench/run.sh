@@ -34,6 +34,14 @@
 # peer disabled): every walsender reads all of A's WAL, whatever database it
 # is for, so an idle system would otherwise take CPU from the measured one.
 #
+# Workloads 1b, 3b and 4b run the statements of 1, 3 and 4 on A while the
+# measured system is paused, then time it from the moment its walsender on A
+# is back until B has the last change: the apply path from a backlog (as after
+# a maintenance window or a link outage), without A's own write time, which
+# bounds every system alike in 1, 3 and 4. Before each pause a CHECKPOINT
+# (which logs the running transactions) lets the slot's restart_lsn catch up,
+# so that no system re-decodes the previous workload's WAL on resuming.
+#
 # Workload 6 measures lag at 1000 tps (4 clients) and, as 6b, at the highest
 # rate native sustains here: 90% of native's rate in workload 2, where 8
 # unthrottled clients wrote and native kept B in step.
@@ -74,7 +82,7 @@ for arg in "$@"; do
 	--keep) keep=1 ;;
 	--ref=*) ref=${arg#--ref=} ;;
 	-h | --help)
-		sed -n '2,47s/^# \{0,1\}//p' "$0"
+		sed -n '2,62s/^# \{0,1\}//p' "$0"
 		exit 0
 		;;
 	*)
@@ -402,12 +410,14 @@ set_paused() {
 	# pg_replication_slots, not pg_stat_replication: the latter's activity
 	# part is a snapshot that stays the same for the whole bench_wait call.
 	if [[ $pause == true ]]; then want=false; else want=true; fi
-	[[ -n $(pv "$A_PORT" postgres "SELECT bench_wait('SELECT bool_and(active) = $want FROM pg_replication_slots
-		WHERE database = ''$(sys_db "$s")''', 120)") ]] ||
+	resumed_at=$(pv "$A_PORT" postgres "SELECT bench_wait('SELECT bool_and(active) = $want FROM pg_replication_slots
+		WHERE database = ''$(sys_db "$s")''', 120)")
+	[[ -n $resumed_at ]] ||
 		gsb_die "$s: its walsender on A did not $([[ $pause == true ]] && echo stop || echo start)"
 	paused[$s]=$pause
 }
 declare -A paused=()
+resumed_at=
 
 # What a system says about itself when it did not catch up.
 diagnose() {
@@ -519,6 +529,56 @@ run_dml() {
 		record copy local "$rep" "$sec"
 	fi
 	say "$s rep $rep: insert/update/delete done"
+}
+
+# Workloads 1b, 3b and 4b for system $1, repetition $2: the same statements
+# as 1, 3 and 4, run on A while the system is paused (untimed); the clock
+# starts when it is resumed and stops when B has the last change. This is the
+# apply path on its own, as when a site catches up after maintenance or a
+# link outage: decoding the backlog, sending it and applying it, without A's
+# own write time, which bounds all three systems alike in 1, 3 and 4. The
+# local limit for it is the same as for 1, 3 and 4 (the statements run on B).
+run_backlog() {
+	local s=$1 rep=$2 n=$BULK_ROWS d=$state/sql
+	reset_table "$s" accounts
+	backlog_step "$s" "$rep" insert "$d/insert.sql" "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $n)"
+	check_rows "$s" "SELECT count(*) FROM accounts" "$n" insert_backlog
+	backlog_step "$s" "$rep" update "$d/update.sql" \
+		"SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $n AND name = 'Updated $n')"
+	check_rows "$s" "SELECT count(*) FROM accounts WHERE name LIKE 'Updated %'" "$n" update_backlog
+	backlog_step "$s" "$rep" delete "$d/delete.sql" "SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE id = $n)"
+	check_rows "$s" "SELECT count(*) FROM accounts" 0 delete_backlog
+	say "$s rep $rep: insert/update/delete from a backlog done"
+}
+
+backlog_step() {
+	local s=$1 rep=$2 what=$3 script=$4 cond=$5 t0 t1 lsn
+	# A slot's restart_lsn moves only at a running-transactions record that
+	# B has confirmed: log one (CHECKPOINT), let B confirm it, and wait for
+	# restart_lsn to pass it, or the resumed walsender decodes (and skips)
+	# the previous workloads' WAL again first.
+	pv "$A_PORT" postgres CHECKPOINT >/dev/null
+	lsn=$(pv "$A_PORT" postgres "SELECT pg_current_wal_lsn()")
+	sync_system "$s" || gsb_die "$s did not catch up before the $what backlog"
+	[[ -n $(pv "$A_PORT" postgres "SELECT bench_wait('SELECT restart_lsn >= ''$lsn'' FROM pg_replication_slots
+		WHERE database = ''$(sys_db "$s")''', 120)") ]] ||
+		gsb_die "$s: its slot's restart_lsn did not pass $lsn"
+	set_paused "$s" true
+	on_src "$s" -f "$script" </dev/null >/dev/null
+	# The clock starts when the system's walsender is back (resumed_at), not
+	# when it is asked to resume: native's launcher starts a worker at most
+	# once per wal_retrieve_retry_interval (5 s), and gsb's supervisor
+	# restarts a worker after a 1 s back-off.
+	set_paused "$s" false
+	t0=$resumed_at
+	t1=$(dst_val "$s" "SELECT bench_wait(\$c\$$cond\$c\$, $WAIT_TIMEOUT)")
+	if [[ -z $t1 ]]; then
+		say "$s: B did not apply the $what backlog within ${WAIT_TIMEOUT}s"
+		diagnose "$s"
+		record "${what}_backlog" "$s" "$rep" timeout
+		return
+	fi
+	record "${what}_backlog" "$s" "$rep" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }')"
 }
 
 # After a timed run: does B hold exactly what A committed?
@@ -788,6 +848,16 @@ report() {
 			fi
 			echo "| $label | $(fmt_time "$g" "$rows") | $(fmt_time "$nat" "$rows") | $(fmt_time "$pgl" "$rows") | $loccell | $(ratio "$g" "$nat") | $(ratio "$g" "$loc") |"
 		done
+		for w in insert update delete; do
+			case $w in
+			insert) label="1b. bulk insert from a backlog, $n rows" ;;
+			update) label="3b. update from a backlog, $n rows" ;;
+			delete) label="4b. delete from a backlog, $n rows" ;;
+			esac
+			g=$(median "${w}_backlog" gsb) nat=$(median "${w}_backlog" native) pgl=$(median "${w}_backlog" pglogical)
+			loc=$(median "$w" local)
+			echo "| $label | $(fmt_time "$g" "$n") | $(fmt_time "$nat" "$n") | $(fmt_time "$pgl" "$n") | $(fmt_time "$loc" "$n") (as in ${label%%b.*}.) | $(ratio "$g" "$nat") | $(ratio "$g" "$loc") |"
+		done
 		local dg dp dt
 		dg=$(median decode gsb) dp=$(median decode pgoutput) dt=$(median decode test_decoding)
 		echo "| 5. decoding alone, $n rows (peek) | $(fmt_time "$dg" "$n") | pgoutput $(fmt_time "$dp" "$n") | — | test_decoding (text) $(fmt_time "$dt" "$n") | $(ratio "$dg" "$dp") vs pgoutput | — |"
@@ -828,6 +898,8 @@ report() {
 		echo "- memory runs, time to apply $MEM_ROWS rows: ${mt[*]}"
 		echo "- memory: 'private' is RssAnon (the worker's own heap, which a leak would grow); RSS also counts the shared buffers it touched."
 		echo "- local limit: the same statements run directly on B in database local (for inserts also COPY, 1000 rows per COPY)."
+		echo "- 1b, 3b, 4b: the statements of 1, 3 and 4 run on A while the system is paused; timed from its resumption"
+		echo "  until B has the last change (worker start, decoding the backlog, sending and applying it; not A's writes)."
 		if grep -q $'^wrong\t' "$raw"; then
 			echo "- WRONG RESULTS (B's rows after a run): $(awk -F'\t' '$1 == "wrong" { printf "%s %s %s; ", $2, $3, $4 }' "$raw")"
 		fi
@@ -1016,6 +1088,11 @@ main() {
 		for s in "${SYSTEMS[@]}" local; do
 			isolate "$s"
 			run_dml "$s" "$rep"
+		done
+		say "repetition $rep of $REPS: bulk insert, update, delete from a backlog"
+		for s in "${SYSTEMS[@]}"; do
+			isolate "$s"
+			run_backlog "$s" "$rep"
 		done
 		say "repetition $rep of $REPS: single-row transactions"
 		for s in "${SYSTEMS[@]}" local; do
