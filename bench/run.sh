@@ -3,7 +3,7 @@
 # against native logical replication, pglogical 2 and the local limit, on two
 # local clusters.
 #
-#   sudo make bench                       # full run (about 10 minutes)
+#   sudo make bench                       # full run (about 21 minutes)
 #   sudo make bench BENCH_ARGS=--quick    # about 3 minutes, 1/10 sizes, 1 repetition
 #   sudo bash bench/run.sh --notes        # only the issue-note measurements (see below)
 #
