@@ -722,7 +722,10 @@ conflict::Local Inspect(Session *s, TupleTableSlot *local, bool found, TupleTabl
         l.commit_ts = ts;
         l.from_peer = origin == s->origin;
     }
-    if (remote != nullptr) {
+    // The rules ask whether the rows are identical only for a local row that
+    // this peer's changes did not write (conflict::Decide): most updates
+    // replace a row the peer wrote, and skip the column-by-column comparison.
+    if (remote != nullptr && !l.from_peer) {
         slot_getallattrs(local);
         slot_getallattrs(remote);
         TupleDesc desc = local->tts_tupleDescriptor;
