@@ -96,6 +96,14 @@ PeerConnection::PeerConnection(const std::string &conninfo, Kind kind, const cha
 }
 
 PeerConnection::~PeerConnection() {
+    if (stream_wait_ != nullptr) {
+        // Closes the epoll descriptor; nothing in it can fail, but a
+        // destructor must not throw whatever happens.
+        try {
+            PgCall([&] { FreeWaitEventSet(stream_wait_); });
+        } catch (...) {
+        }
+    }
     if (conn_ != nullptr)
         PQfinish(conn_);
 }
@@ -131,6 +139,31 @@ void PeerConnection::Wait(bool for_write, long timeout_ms) {
     PgCall([&] {
         int rc = WaitLatchOrSocket(MyLatch, events, sock, timeout_ms, PG_WAIT_EXTENSION);
         if (rc & WL_LATCH_SET)
+            ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
+void PeerConnection::WaitReadable(long timeout_ms) {
+    int sock = PQsocket(conn_);
+    if (sock < 0)
+        throw Error(ERRCODE_CONNECTION_FAILURE, "peer connection has no socket: " + ErrorMessage());
+    PgCall([&] {
+        if (stream_wait_ != nullptr && stream_wait_socket_ != sock) {
+            FreeWaitEventSet(stream_wait_);
+            stream_wait_ = nullptr;
+        }
+        if (stream_wait_ == nullptr) {
+            WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 3);
+            AddWaitEventToSet(set, WL_SOCKET_READABLE, sock, nullptr, nullptr);
+            AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+            AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+            stream_wait_ = set;
+            stream_wait_socket_ = sock;
+        }
+        WaitEvent event;
+        int n = WaitEventSetWait(stream_wait_, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
+        if (n > 0 && (event.events & WL_LATCH_SET))
             ResetLatch(MyLatch);
         CHECK_FOR_INTERRUPTS();
     });
@@ -194,7 +227,7 @@ int PeerConnection::GetCopyData(char **buf, long timeout_ms) {
         if (attempt == 2)
             break;
         if (attempt == 1)
-            Wait(false, timeout_ms);
+            WaitReadable(timeout_ms);
         if (PQconsumeInput(conn_) == 0)
             throw Error(ERRCODE_CONNECTION_FAILURE,
                         "lost the replication connection to the peer: " + ErrorMessage());

@@ -14,6 +14,8 @@
 
 #include "libpq-fe.h"
 
+struct WaitEventSet; // storage/latch.h
+
 namespace gsb {
 
 // Owns a PGresult.
@@ -77,10 +79,17 @@ class PeerConnection {
 
   private:
     void Wait(bool for_write, long timeout_ms);
+    // The wait of a stream: on a set made once for the socket, the latch and
+    // postmaster death, instead of a new epoll set per wait (three system
+    // calls and a close each time, which a single-row stream pays per
+    // transaction).
+    void WaitReadable(long timeout_ms);
     PgResult GetLastResult();
 
     PGconn *conn_ = nullptr;
     Kind kind_;
+    WaitEventSet *stream_wait_ = nullptr; // in TopMemoryContext
+    int stream_wait_socket_ = -1;
 };
 
 } // namespace gsb
