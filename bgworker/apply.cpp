@@ -390,9 +390,11 @@ struct RowExec {
     Relation rel;       // open, with a reference, while kept; nullptr when none
     EState *estate;     // in cxt
     ResultRelInfo *rri; // indexes open
-    TupleTableSlot *key, *local, *remote;
-    MemoryContext cxt; // child of TopTransactionContext
+    MemoryContext cxt;  // child of TopTransactionContext
     Oid key_index;
+    // Made on the first lookup of the run (PrepareLookup); until then scan
+    // is nullptr and the rest unset.
+    TupleTableSlot *key, *local, *remote;
     Relation idx;       // the key index, open while kept
     IndexScanDesc scan; // on idx, with the dirty snapshot below
     SnapshotData dirty;
@@ -414,8 +416,10 @@ RowExec row_exec;
 void CloseRowExec() {
     if (row_exec.rel == nullptr)
         return;
-    index_endscan(row_exec.scan);
-    index_close(row_exec.idx, NoLock);
+    if (row_exec.scan != nullptr) {
+        index_endscan(row_exec.scan);
+        index_close(row_exec.idx, NoLock);
+    }
     ExecCloseResultRelations(row_exec.estate);
     ExecCloseIndices(row_exec.rri);
     ExecResetTupleTable(row_exec.estate->es_tupleTable, false);
@@ -425,40 +429,21 @@ void CloseRowExec() {
     row_exec = RowExec{};
 }
 
-// The kept state for rel (opened on first use), ready for one change: begin
-// with ChangeBegin, end with ChangeEnd.
-RowExec *OpenRowExec(Relation rel, Oid key_index) {
-    if (row_exec.rel != nullptr && row_exec.rel == rel &&
-        RelationGetRelid(row_exec.rel) == RelationGetRelid(rel) && row_exec.key_index == key_index)
-        return &row_exec;
-    CloseRowExec();
-    MemoryContext cxt =
-        AllocSetContextCreate(TopTransactionContext, "gsb row apply", ALLOCSET_DEFAULT_SIZES);
-    MemoryContext old = MemoryContextSwitchTo(cxt);
-    row_exec.cxt = cxt;
-    row_exec.rel = table_open(RelationGetRelid(rel), NoLock); // a reference of our own
-    row_exec.estate = CreateExecutorState();
-    RangeTblEntry *rte = makeNode(RangeTblEntry);
-    rte->rtekind = RTE_RELATION;
-    rte->relid = RelationGetRelid(rel);
-    rte->relkind = rel->rd_rel->relkind;
-    rte->rellockmode = RowExclusiveLock;
-    ExecInitRangeTable(row_exec.estate, list_make1(rte));
-    row_exec.rri = makeNode(ResultRelInfo);
-    InitResultRelInfo(row_exec.rri, row_exec.rel, 1, nullptr, 0);
-    ExecOpenIndices(row_exec.rri, false);
-    TupleDesc desc = RelationGetDescr(rel);
-    row_exec.key = ExecInitExtraTupleSlot(row_exec.estate, desc, &TTSOpsVirtual);
-    row_exec.local = table_slot_create(row_exec.rel, &row_exec.estate->es_tupleTable);
-    row_exec.remote = ExecInitExtraTupleSlot(row_exec.estate, desc, &TTSOpsVirtual);
+// The key index scan and the slots of a lookup, made on the first lookup of
+// a run: an insert that meets no taken key needs neither.
+void PrepareLookup(RowExec *r) {
+    MemoryContext old = MemoryContextSwitchTo(r->cxt);
+    TupleDesc desc = RelationGetDescr(r->rel);
+    r->key = ExecInitExtraTupleSlot(r->estate, desc, &TTSOpsVirtual);
+    r->local = table_slot_create(r->rel, &r->estate->es_tupleTable);
+    r->remote = ExecInitExtraTupleSlot(r->estate, desc, &TTSOpsVirtual);
     // The key index (a unique btree: a primary key or replica identity) and
     // the equality operator of each key column, from the relcache's opclass
     // data, looked up once.
-    row_exec.key_index = key_index;
-    row_exec.idx = index_open(key_index, RowExclusiveLock);
-    Relation idx = row_exec.idx;
-    row_exec.nkeys = IndexRelationGetNumberOfKeyAttributes(idx);
-    for (int k = 0; k < row_exec.nkeys; k++) {
+    r->idx = index_open(r->key_index, RowExclusiveLock);
+    Relation idx = r->idx;
+    r->nkeys = IndexRelationGetNumberOfKeyAttributes(idx);
+    for (int k = 0; k < r->nkeys; k++) {
         Oid opfamily = idx->rd_opfamily[k];
         Oid optype = idx->rd_opcintype[k];
         Oid op = get_opfamily_member(opfamily, optype, optype, BTEqualStrategyNumber);
@@ -466,29 +451,59 @@ RowExec *OpenRowExec(Relation rel, Oid key_index) {
             ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
                             errmsg("gsb: no equality operator for column %d of index \"%s\"", k + 1,
                                    RelationGetRelationName(idx))));
-        ScanKeyInit(&row_exec.skey[k], k + 1, BTEqualStrategyNumber, get_opcode(op), (Datum)0);
-        row_exec.skey[k].sk_collation = idx->rd_indcollation[k];
-        row_exec.keyattr[k] = idx->rd_index->indkey.values[k];
+        ScanKeyInit(&r->skey[k], k + 1, BTEqualStrategyNumber, get_opcode(op), (Datum)0);
+        r->skey[k].sk_collation = idx->rd_indcollation[k];
+        r->keyattr[k] = idx->rd_index->indkey.values[k];
     }
     // Ranged: one ascending key column with a >= operator (a descending
     // column would be scanned from the largest key down).
     Oid ge = InvalidOid;
-    if (row_exec.nkeys == 1 && (idx->rd_indoption[0] & INDOPTION_DESC) == 0)
+    if (r->nkeys == 1 && (idx->rd_indoption[0] & INDOPTION_DESC) == 0)
         ge = get_opfamily_member(idx->rd_opfamily[0], idx->rd_opcintype[0], idx->rd_opcintype[0],
                                  BTGreaterEqualStrategyNumber);
-    row_exec.ranged = OidIsValid(ge);
-    if (row_exec.ranged) {
-        ScanKeyInit(&row_exec.range, 1, BTGreaterEqualStrategyNumber, get_opcode(ge), (Datum)0);
-        row_exec.range.sk_collation = idx->rd_indcollation[0];
-        row_exec.order = index_getprocinfo(idx, 1, BTORDER_PROC);
-        row_exec.collation = idx->rd_indcollation[0];
-        row_exec.att = TupleDescAttr(desc, row_exec.keyattr[0] - 1);
-        row_exec.last_cxt = AllocSetContextCreate(cxt, "gsb last key", ALLOCSET_SMALL_SIZES);
+    r->ranged = OidIsValid(ge);
+    if (r->ranged) {
+        ScanKeyInit(&r->range, 1, BTGreaterEqualStrategyNumber, get_opcode(ge), (Datum)0);
+        r->range.sk_collation = idx->rd_indcollation[0];
+        r->order = index_getprocinfo(idx, 1, BTORDER_PROC);
+        r->collation = idx->rd_indcollation[0];
+        r->att = TupleDescAttr(desc, r->keyattr[0] - 1);
+        r->last_cxt = AllocSetContextCreate(r->cxt, "gsb last key", ALLOCSET_SMALL_SIZES);
     }
-    row_exec.positioned = false;
-    InitDirtySnapshot(row_exec.dirty);
-    row_exec.scan = index_beginscan(row_exec.rel, idx, &row_exec.dirty, row_exec.nkeys, 0);
+    r->positioned = false;
+    InitDirtySnapshot(r->dirty);
+    r->scan = index_beginscan(r->rel, idx, &r->dirty, r->nkeys, 0);
     MemoryContextSwitchTo(old);
+}
+
+// The kept state for rel (opened on first use), ready for one change: begin
+// with ChangeBegin, end with ChangeEnd. With lookup, also the key scan and
+// the slots key, local and remote.
+RowExec *OpenRowExec(Relation rel, Oid key_index, bool lookup) {
+    if (row_exec.rel == nullptr || row_exec.rel != rel ||
+        RelationGetRelid(row_exec.rel) != RelationGetRelid(rel) ||
+        row_exec.key_index != key_index) {
+        CloseRowExec();
+        MemoryContext cxt =
+            AllocSetContextCreate(TopTransactionContext, "gsb row apply", ALLOCSET_DEFAULT_SIZES);
+        MemoryContext old = MemoryContextSwitchTo(cxt);
+        row_exec.cxt = cxt;
+        row_exec.rel = table_open(RelationGetRelid(rel), NoLock); // a reference of our own
+        row_exec.key_index = key_index;
+        row_exec.estate = CreateExecutorState();
+        RangeTblEntry *rte = makeNode(RangeTblEntry);
+        rte->rtekind = RTE_RELATION;
+        rte->relid = RelationGetRelid(rel);
+        rte->relkind = rel->rd_rel->relkind;
+        rte->rellockmode = RowExclusiveLock;
+        ExecInitRangeTable(row_exec.estate, list_make1(rte));
+        row_exec.rri = makeNode(ResultRelInfo);
+        InitResultRelInfo(row_exec.rri, row_exec.rel, 1, nullptr, 0);
+        ExecOpenIndices(row_exec.rri, false);
+        MemoryContextSwitchTo(old);
+    }
+    if (lookup && row_exec.scan == nullptr)
+        PrepareLookup(&row_exec);
     return &row_exec;
 }
 
@@ -626,9 +641,11 @@ void ChangeBegin(RowExec *r, EPQState *epq) {
 void ChangeEnd(RowExec *r, EPQState *epq) {
     EvalPlanQualEnd(epq);
     AfterTriggerEndQuery(r->estate);
-    ExecClearTuple(r->key);
-    ExecClearTuple(r->local); // drops its buffer pin
-    ExecClearTuple(r->remote);
+    if (r->scan != nullptr) {
+        ExecClearTuple(r->key);
+        ExecClearTuple(r->local); // drops its buffer pin
+        ExecClearTuple(r->remote);
+    }
     ResetPerTupleExprContext(r->estate);
 }
 
@@ -749,7 +766,7 @@ conflict::Local Inspect(Session *s, TupleTableSlot *local, bool found, TupleTabl
 // One remote insert, with the conflict rules: remote_in holds the complete
 // new row (the peer sends every column of an insert).
 void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *remote_in) {
-    RowExec *r = OpenRowExec(rel, e->key_index);
+    RowExec *r = OpenRowExec(rel, e->key_index, true);
     EPQState epq;
     ChangeBegin(r, &epq);
     TupleTableSlot *remote = r->remote;
@@ -785,7 +802,7 @@ void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *r
 // the row. Most inserts meet nothing and save the lookup, which was 7% of
 // the worker in single-row transactions.
 bool InsertUnlessTaken(Relation rel, Oid key_index, TupleTableSlot *row) {
-    RowExec *r = OpenRowExec(rel, key_index);
+    RowExec *r = OpenRowExec(rel, key_index, false);
     EState *estate = r->estate;
     estate->es_output_cid = GetCurrentCommandId(true);
     if (rel->rd_att->constr != nullptr)
@@ -971,7 +988,7 @@ void AddToBatch(Session *s, RelMapEntry *e, Relation rel, const protocol::Messag
 
 void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
                  ErrorContextArg *ctx) {
-    RowExec *r = OpenRowExec(rel, e->key_index);
+    RowExec *r = OpenRowExec(rel, e->key_index, true);
     EPQState epq;
     ChangeBegin(r, &epq);
     TupleDesc desc = RelationGetDescr(rel);
@@ -1030,7 +1047,7 @@ void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
 
 void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
                  ErrorContextArg *ctx) {
-    RowExec *r = OpenRowExec(rel, e->key_index);
+    RowExec *r = OpenRowExec(rel, e->key_index, true);
     EPQState epq;
     ChangeBegin(r, &epq);
     TupleTableSlot *key = r->key;
