@@ -369,10 +369,9 @@ void EndExec(ExecCtx *x) {
 // transaction (updates, deletes, and inserts that go row by row): the
 // relation and its indexes stay open and the slots are made once, instead of
 // once per change (table and index opens, locks and executor set-up were
-// ~15% of the worker in a 200k-row delete). Each
-// change still has its own trigger query level, command id and per-tuple
-// memory. Closed before the commit, at a relation message or truncate, and
-// when another relation comes; after a rollback it is only forgotten (its
+// ~15% of the worker in a 200k-row delete). Each change still has its own
+// trigger query level, command id and per-tuple memory. Closed before the commit, at a relation
+// message or truncate, and when another relation comes; after a rollback it is only forgotten (its
 // memory lived in the transaction, and the rollback released the rest).
 //
 // The key index is searched by one index scan kept open for the run:

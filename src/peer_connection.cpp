@@ -149,16 +149,19 @@ void PeerConnection::WaitReadable(long timeout_ms) {
     if (sock < 0)
         throw Error(ERRCODE_CONNECTION_FAILURE, "peer connection has no socket: " + ErrorMessage());
     PgCall([&] {
+        // Made again for another socket, or if an error left it unfinished
+        // (stream_wait_socket_ is set last).
         if (stream_wait_ != nullptr && stream_wait_socket_ != sock) {
             FreeWaitEventSet(stream_wait_);
             stream_wait_ = nullptr;
         }
         if (stream_wait_ == nullptr) {
-            WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 3);
-            AddWaitEventToSet(set, WL_SOCKET_READABLE, sock, nullptr, nullptr);
-            AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
-            AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
-            stream_wait_ = set;
+            stream_wait_socket_ = -1;
+            stream_wait_ = CreateWaitEventSet(TopMemoryContext, 3);
+            AddWaitEventToSet(stream_wait_, WL_SOCKET_READABLE, sock, nullptr, nullptr);
+            AddWaitEventToSet(stream_wait_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+            AddWaitEventToSet(stream_wait_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr,
+                              nullptr);
             stream_wait_socket_ = sock;
         }
         WaitEvent event;
