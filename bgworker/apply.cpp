@@ -28,6 +28,8 @@ extern "C" {
 #include "optimizer/optimizer.h"
 #include "parser/parse_relation.h"
 #include "rewrite/rewriteHandler.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -41,6 +43,7 @@ extern "C" {
 #include "apply.hpp"
 #include "catalog.hpp"
 #include "conflict.hpp"
+#include "gsb.hpp"
 
 namespace gsb::apply {
 namespace {
@@ -560,14 +563,29 @@ bool Continue(RowExec *r, TupleTableSlot *out, Datum value) {
     return got;
 }
 
-// The local row whose key equals key's, locked for update or delete, into
-// out; false if there is none. Like RelationFindReplTupleByIndex: a row that
-// an open transaction inserts, deletes or locks is waited for and looked up
-// again, and so is one updated or deleted between finding and locking it. A
-// row found by going on with a ranged scan is checked the same way; a key
-// that going on does not find is searched afresh, because a btree scan does
-// not see entries added to a page after it read the page.
-bool FindByKey(RowExec *r, TupleTableSlot *key, TupleTableSlot *out) {
+// A ranged scan goes on from the row just found, whose key is value.
+void RememberFound(RowExec *r, Datum value) {
+    if (!r->ranged)
+        return;
+    MemoryContextReset(r->last_cxt);
+    MemoryContext old = MemoryContextSwitchTo(r->last_cxt);
+    r->last = datumCopy(value, r->att->attbyval, r->att->attlen);
+    MemoryContextSwitchTo(old);
+    r->positioned = true;
+}
+
+// The local row whose key equals key's into out; false if there is none.
+// Like RelationFindReplTupleByIndex: a row that an open transaction inserts
+// or deletes is waited for and looked up again. With lock, the row is also
+// locked for update or delete (waiting for an open transaction that locks
+// it), and one updated or deleted between finding and locking it is looked
+// up again. Without, the caller modifies the row version found with
+// table_tuple_update or table_tuple_delete, which wait in the same way, and
+// looks it up again if those say it was updated or deleted meanwhile
+// (ModifyFound). A row found by going on with a ranged scan is checked the
+// same way; a key that going on does not find is searched afresh, because a
+// btree scan does not see entries added to a page after it read the page.
+bool FindByKey(RowExec *r, TupleTableSlot *key, TupleTableSlot *out, bool lock) {
     for (int k = 0; k < r->nkeys; k++) {
         int j = r->keyattr[k] - 1;
         r->skey[k].sk_argument = key->tts_values[j];
@@ -600,6 +618,10 @@ bool FindByKey(RowExec *r, TupleTableSlot *key, TupleTableSlot *out) {
             fresh = true;
             continue;
         }
+        if (!lock) {
+            RememberFound(r, value);
+            return true;
+        }
         TM_FailureData tmfd;
         PushActiveSnapshot(GetLatestSnapshot());
         TM_Result res = table_tuple_lock(r->rel, &out->tts_tid, GetActiveSnapshot(), out,
@@ -608,13 +630,7 @@ bool FindByKey(RowExec *r, TupleTableSlot *key, TupleTableSlot *out) {
         PopActiveSnapshot();
         switch (res) {
         case TM_Ok:
-            if (r->ranged) {
-                MemoryContextReset(r->last_cxt);
-                MemoryContext old = MemoryContextSwitchTo(r->last_cxt);
-                r->last = datumCopy(value, r->att->attbyval, r->att->attlen);
-                MemoryContextSwitchTo(old);
-                r->positioned = true;
-            }
+            RememberFound(r, value);
             return true;
         case TM_Updated:
         case TM_Deleted:
@@ -762,6 +778,88 @@ conflict::Local Inspect(Session *s, TupleTableSlot *local, bool found, TupleTabl
     return l;
 }
 
+// A table whose changes need nothing from the executor but the heap and its
+// indexes: no triggers, no stored generated columns. Its inserts are
+// batched, and its rows are updated and deleted without locking them first.
+bool PlainTable(Relation rel) {
+    TupleDesc desc = RelationGetDescr(rel);
+    return rel->trigdesc == nullptr &&
+           !(desc->constr != nullptr && desc->constr->has_generated_stored);
+}
+
+// Updates (remote set) or deletes the row version that FindByKey found
+// without a lock, in a plain table, as ExecSimpleRelationUpdate and
+// ExecSimpleRelationDelete do (less the triggers and generated columns that
+// a plain table lacks). table_tuple_update and table_tuple_delete wait for a
+// transaction that holds the row, as a lock would; TM_Updated or TM_Deleted
+// means that a local transaction changed the row after it was found, and the
+// caller looks it up and decides again, as the executor's own UPDATE and
+// DELETE do. The lock that PostgreSQL's apply takes first cost a WAL record
+// and a buffer change per row: 11% of the worker in a 200k-row delete.
+TM_Result ModifyFound(RowExec *r, TupleTableSlot *local, TupleTableSlot *remote) {
+    Relation rel = r->rel;
+    EState *estate = r->estate;
+    TM_FailureData tmfd;
+    TM_Result res;
+    if (remote == nullptr) {
+        CheckCmdReplicaIdentity(rel, CMD_DELETE);
+        res = table_tuple_delete(rel, &local->tts_tid, estate->es_output_cid, estate->es_snapshot,
+                                 InvalidSnapshot, true, &tmfd, false);
+    } else {
+        CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+        if (rel->rd_att->constr != nullptr)
+            ExecConstraints(r->rri, remote, estate);
+        if (rel->rd_rel->relispartition)
+            ExecPartitionCheck(r->rri, remote, estate, true);
+        LockTupleMode lockmode;
+        bool update_indexes = false;
+        res = table_tuple_update(rel, &local->tts_tid, remote, estate->es_output_cid,
+                                 estate->es_snapshot, InvalidSnapshot, true, &tmfd, &lockmode,
+                                 &update_indexes);
+        if (res == TM_Ok && update_indexes && r->rri->ri_NumIndices > 0)
+            list_free(ExecInsertIndexTuples(r->rri, remote, estate, true, false, nullptr, NIL));
+    }
+    if (res == TM_Ok || res == TM_Updated || res == TM_Deleted)
+        return res;
+    if (res == TM_SelfModified)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("gsb: a row of table \"%s\" was already changed by this transaction",
+                               RelationGetRelationName(rel))));
+    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                    errmsg("gsb: unexpected result %d changing a row of table \"%s\"",
+                           static_cast<int>(res), RelationGetRelationName(rel))));
+    pg_unreachable();
+}
+
+// The row found was changed by a local transaction before ModifyFound got
+// to it: it is looked up again, afresh.
+void ChangedMeanwhile(RowExec *r, TM_Result res) {
+    ereport(LOG,
+            (errmsg("gsb: row in table \"%s\" concurrently %s, looking it up again",
+                    RelationGetRelationName(r->rel), res == TM_Updated ? "updated" : "deleted")));
+    r->positioned = false;
+}
+
+// Test hook (gsb.fault_injection = 'apply_pause_after_find'): a pause of 3 s
+// between finding a row (and locking it, in a table that is not plain) and
+// updating or deleting it, the first time for a change, so a test can change
+// the row locally in between.
+void PauseAfterFind(int attempt) {
+    if (attempt > 0 || !FaultInjected("apply_pause_after_find"))
+        return;
+    ereport(LOG, (errmsg("gsb: fault apply_pause_after_find: pausing 3 s")));
+    TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 3000);
+    for (;;) {
+        long left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+        if (left <= 0)
+            break;
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+                        PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    }
+}
+
 // One remote insert, with the conflict rules: remote_in holds the complete
 // new row (the peer sends every column of an insert).
 void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *remote_in) {
@@ -771,7 +869,7 @@ void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *r
     TupleTableSlot *remote = r->remote;
     TupleTableSlot *local = r->local;
     ExecCopySlot(remote, remote_in);
-    bool found = FindByKey(r, remote, local);
+    bool found = FindByKey(r, remote, local, true);
     conflict::Decision d = conflict::Decide(conflict::Op::kInsert, Inspect(s, local, found, remote),
                                             s->commit_ts, s->local_is_primary);
     if (d.kind != conflict::Kind::kNone)
@@ -863,12 +961,6 @@ struct InsertBatch {
     int nslots;              // slots made so far (they are made as rows need them)
 };
 InsertBatch batch;
-
-bool Batchable(Relation rel) {
-    TupleDesc desc = RelationGetDescr(rel);
-    return rel->trigdesc == nullptr &&
-           !(desc->constr != nullptr && desc->constr->has_generated_stored);
-}
 
 // Whether slots made for a can hold rows of b: the same columns, types and
 // storage. (equalTupleDescs also compares constraints and defaults, which a
@@ -1018,28 +1110,42 @@ void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
     ctx->remote_col = -1;
     ExecStoreVirtualTuple(key);
 
-    bool found = FindByKey(r, key, local);
-    if (found)
-        FillSlot(e, rel, r->estate, remote, msg.new_tuple, local, false, ctx);
-    conflict::Decision d =
-        conflict::Decide(conflict::Op::kUpdate, Inspect(s, local, found, found ? remote : nullptr),
-                         s->commit_ts, s->local_is_primary);
-    if (d.kind != conflict::Kind::kNone) {
-        if (!found) {
-            // Log the row as the peer sent it, as far as it is complete.
-            bool complete = true;
-            for (const protocol::Value &v : msg.new_tuple.values)
-                complete &= v.kind != protocol::ValueKind::kUnchangedToast;
-            if (complete)
-                FillSlot(e, rel, r->estate, remote, msg.new_tuple, nullptr, false, ctx);
-            RecordConflict(s, rel, e, d, key, nullptr, complete ? remote : nullptr);
-        } else {
-            RecordConflict(s, rel, e, d, key, local, remote);
+    bool plain = PlainTable(rel);
+    for (int attempt = 0;; attempt++) {
+        bool found = FindByKey(r, key, local, !plain);
+        if (found)
+            FillSlot(e, rel, r->estate, remote, msg.new_tuple, local, false, ctx);
+        conflict::Decision d = conflict::Decide(conflict::Op::kUpdate,
+                                                Inspect(s, local, found, found ? remote : nullptr),
+                                                s->commit_ts, s->local_is_primary);
+        bool apply = d.resolution == conflict::Resolution::kApplyRemote && found;
+        if (apply)
+            PauseAfterFind(attempt);
+        if (apply && plain) {
+            TM_Result res = ModifyFound(r, local, remote);
+            if (res != TM_Ok) {
+                ChangedMeanwhile(r, res);
+                continue; // look it up and decide again
+            }
+        } else if (apply) {
+            ExecSimpleRelationUpdate(r->rri, r->estate, &epq, local, remote);
         }
-    }
-    if (d.resolution == conflict::Resolution::kApplyRemote && found) {
-        ExecSimpleRelationUpdate(r->rri, r->estate, &epq, local, remote);
-        s->changes_applied++;
+        if (d.kind != conflict::Kind::kNone) {
+            if (!found) {
+                // Log the row as the peer sent it, as far as it is complete.
+                bool complete = true;
+                for (const protocol::Value &v : msg.new_tuple.values)
+                    complete &= v.kind != protocol::ValueKind::kUnchangedToast;
+                if (complete)
+                    FillSlot(e, rel, r->estate, remote, msg.new_tuple, nullptr, false, ctx);
+                RecordConflict(s, rel, e, d, key, nullptr, complete ? remote : nullptr);
+            } else {
+                RecordConflict(s, rel, e, d, key, local, remote);
+            }
+        }
+        if (apply)
+            s->changes_applied++;
+        break;
     }
     ChangeEnd(r, &epq);
 }
@@ -1052,15 +1158,29 @@ void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
     TupleTableSlot *key = r->key;
     TupleTableSlot *local = r->local;
     FillSlot(e, rel, r->estate, key, msg.old_tuple, nullptr, false, ctx);
-    bool found = FindByKey(r, key, local);
-    conflict::Decision d =
-        conflict::Decide(conflict::Op::kDelete, Inspect(s, local, found, nullptr), s->commit_ts,
-                         s->local_is_primary);
-    if (d.kind != conflict::Kind::kNone)
-        RecordConflict(s, rel, e, d, key, found ? local : nullptr, nullptr);
-    if (d.resolution == conflict::Resolution::kApplyRemote && found) {
-        ExecSimpleRelationDelete(r->rri, r->estate, &epq, local);
-        s->changes_applied++;
+    bool plain = PlainTable(rel);
+    for (int attempt = 0;; attempt++) {
+        bool found = FindByKey(r, key, local, !plain);
+        conflict::Decision d =
+            conflict::Decide(conflict::Op::kDelete, Inspect(s, local, found, nullptr), s->commit_ts,
+                             s->local_is_primary);
+        bool apply = d.resolution == conflict::Resolution::kApplyRemote && found;
+        if (apply)
+            PauseAfterFind(attempt);
+        if (apply && plain) {
+            TM_Result res = ModifyFound(r, local, nullptr);
+            if (res != TM_Ok) {
+                ChangedMeanwhile(r, res);
+                continue;
+            }
+        } else if (apply) {
+            ExecSimpleRelationDelete(r->rri, r->estate, &epq, local);
+        }
+        if (d.kind != conflict::Kind::kNone)
+            RecordConflict(s, rel, e, d, key, found ? local : nullptr, nullptr);
+        if (apply)
+            s->changes_applied++;
+        break;
     }
     ChangeEnd(r, &epq);
 }
@@ -1226,7 +1346,7 @@ void HandleChange(Session *s, const protocol::Message &msg) {
         ctx.rel = e;
         ResolveEntry(s, e, &ctx);
         Relation rel = table_open(e->localrelid, RowExclusiveLock);
-        if (msg.type == protocol::MsgType::kInsert && Batchable(rel)) {
+        if (msg.type == protocol::MsgType::kInsert && PlainTable(rel)) {
             AddToBatch(s, e, rel, msg, &ctx);
             table_close(rel, NoLock);
             PopActiveSnapshot();
