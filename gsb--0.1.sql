@@ -172,6 +172,14 @@ CREATE FUNCTION gsb._run_as_owner(rel regclass, sql text, rows text[]) RETURNS b
 CREATE FUNCTION gsb.selftest_raise(kind text) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_selftest_raise';
 
+-- Makes a value of type typ from binary bytes as the apply worker does (the
+-- commonest built-in types directly, others through the type's receive
+-- function) and checks the direct path against the receive function. Returns
+-- 'direct: <value>' or 'receive function: <value>'; a bad value raises the
+-- receive function's error. For tests; superusers only.
+CREATE FUNCTION gsb.selftest_receive(bytes bytea, typ regtype, typmod int DEFAULT -1) RETURNS text
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_selftest_receive';
+
 ------------------------------------------------------------------------------
 -- Site.
 ------------------------------------------------------------------------------

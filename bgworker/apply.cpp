@@ -41,6 +41,7 @@ extern "C" {
 }
 
 #include "apply.hpp"
+#include "binary_values.hpp"
 #include "catalog.hpp"
 #include "conflict.hpp"
 #include "gsb.hpp"
@@ -67,6 +68,7 @@ struct RelMapEntry {
     Oid *in_ioparam;
     FmgrInfo *recv_fn; // binary receive function per local attribute
     Oid *recv_ioparam;
+    uint8 *fast;   // per local attribute: a values::Direct kind (kNone: receive function)
     Oid key_index; // replica identity index (or primary key)
 };
 
@@ -170,6 +172,7 @@ void ResolveEntry(Session *s, RelMapEntry *e, ErrorContextArg *ctx) {
     e->in_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(natts, 1)));
     e->recv_fn = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * Max(natts, 1)));
     e->recv_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(natts, 1)));
+    e->fast = static_cast<uint8 *>(palloc0(sizeof(uint8) * Max(natts, 1)));
     bool *mapped = static_cast<bool *>(palloc0(sizeof(bool) * Max(natts, 1)));
     for (int i = 0; i < e->ncols; i++) {
         ctx->remote_col = i;
@@ -212,6 +215,7 @@ void ResolveEntry(Session *s, RelMapEntry *e, ErrorContextArg *ctx) {
         Oid recv = InvalidOid;
         getTypeBinaryInputInfo(att->atttypid, &recv, &e->recv_ioparam[j]);
         fmgr_info_cxt(recv, &e->recv_fn[j], e->cxt);
+        e->fast[j] = static_cast<uint8>(values::DirectKindFor(recv));
     }
     Oid idx = RelationGetReplicaIndex(rel);
     if (!OidIsValid(idx))
@@ -258,6 +262,11 @@ void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_p
         return;
     }
     case protocol::ValueKind::kBinary: {
+        if (values::ReceiveDirect(static_cast<values::Direct>(e->fast[j]), v.data.data(),
+                                  v.data.size(), att->atttypmod, value)) {
+            *isnull = false;
+            return;
+        }
         // A private, NUL-terminated copy of exactly the value (as receive
         // functions expect), not initStringInfo's 1 KB per value.
         int len = static_cast<int>(v.data.size());

@@ -1,6 +1,6 @@
 // sql_functions.cpp: SQL-callable helpers of the catalog layer, running a
-// statement as a table's owner, and the self-test of the C++/PostgreSQL error
-// boundary.
+// statement as a table's owner, the self-test of the C++/PostgreSQL error
+// boundary and that of the direct binary values.
 // Not for: worker control or replication status (bgworker/).
 #include "pg.hpp"
 
@@ -10,6 +10,9 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
@@ -20,11 +23,13 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "binary_values.hpp"
 #include "interop.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(gsb_invalidate_relation);
 PG_FUNCTION_INFO_V1(gsb_selftest_raise);
+PG_FUNCTION_INFO_V1(gsb_selftest_receive);
 }
 
 // Queues a relcache invalidation for rel. It is logged with the transaction,
@@ -68,6 +73,71 @@ Datum gsb_selftest_raise(PG_FUNCTION_ARGS) {
         throw gsb::Error(ERRCODE_INVALID_PARAMETER_VALUE, "selftest: unknown kind \"" + kind + "\"",
                          "", "Kinds are postgres, gsb, std, alloc and none.");
     });
+}
+
+// Makes a value of type typ (with typmod) from binary bytes as the apply
+// worker does (gsb::values::ReceiveDirect, else the receive function) and
+// checks the direct path against the receive function: the same datum, and
+// no value that the receive function rejects. Returns which path made it and
+// the value's text; raises the receive function's error for a bad value.
+Datum gsb_selftest_receive(PG_FUNCTION_ARGS) {
+    bytea *bytes = PG_GETARG_BYTEA_PP(0);
+    Oid typ = PG_GETARG_OID(1);
+    int32 typmod = PG_GETARG_INT32(2);
+    const char *data = VARDATA_ANY(bytes);
+    size_t len = VARSIZE_ANY_EXHDR(bytes);
+    if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(typ)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("gsb: type with OID %u does not exist", typ),
+                        errhint("Name an existing type.")));
+    Oid recv = InvalidOid;
+    Oid ioparam = InvalidOid;
+    getTypeBinaryInputInfo(typ, &recv, &ioparam);
+    Oid out = InvalidOid;
+    bool varlena = false;
+    getTypeOutputInfo(typ, &out, &varlena);
+    int16 typlen = 0;
+    bool typbyval = false;
+    get_typlenbyval(typ, &typlen, &typbyval);
+
+    Datum direct = (Datum)0;
+    bool took =
+        gsb::values::ReceiveDirect(gsb::values::DirectKindFor(recv), data, len, typmod, &direct);
+    // The receive function, called as the apply worker calls it.
+    StringInfoData buf;
+    initStringInfo(&buf);
+    appendBinaryStringInfo(&buf, data, static_cast<int>(len));
+    Datum value = (Datum)0;
+    MemoryContext cxt = CurrentMemoryContext;
+    PG_TRY();
+    {
+        value = OidReceiveFunctionCall(recv, &buf, ioparam, typmod);
+        if (buf.cursor != buf.len)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+                            errmsg("gsb: incorrect binary data format in a value from the peer")));
+    }
+    PG_CATCH();
+    {
+        if (!took)
+            PG_RE_THROW();
+        MemoryContextSwitchTo(cxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("gsb: the direct path accepted a value that %s rejects: %s",
+                               format_procedure(recv), edata->message)));
+    }
+    PG_END_TRY();
+    const char *path = "receive function";
+    if (took) {
+        if (!datum_image_eq(direct, value, typbyval, typlen))
+            ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                            errmsg("gsb: the direct path made %s, %s made %s",
+                                   OidOutputFunctionCall(out, direct), format_procedure(recv),
+                                   OidOutputFunctionCall(out, value))));
+        path = "direct";
+    }
+    PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s: %s", path, OidOutputFunctionCall(out, value))));
 }
 
 extern "C" {
