@@ -429,6 +429,9 @@ struct RowExec {
     TransactionId ts_xid;
     TimestampTz ts;
     RepOriginId ts_origin;
+    // For the triggers of a table that is not plain (ExecSimpleRelation*);
+    // made once per run, and idle again after every change.
+    EPQState epq;
 };
 RowExec row_exec;
 
@@ -439,6 +442,7 @@ void CloseRowExec() {
         index_endscan(row_exec.scan);
         index_close(row_exec.idx, NoLock);
     }
+    EvalPlanQualEnd(&row_exec.epq);
     ExecCloseResultRelations(row_exec.estate);
     ExecCloseIndices(row_exec.rri);
     ExecResetTupleTable(row_exec.estate->es_tupleTable, false);
@@ -519,6 +523,7 @@ RowExec *OpenRowExec(Relation rel, Oid key_index, bool lookup) {
         row_exec.rri = makeNode(ResultRelInfo);
         InitResultRelInfo(row_exec.rri, row_exec.rel, 1, nullptr, 0);
         ExecOpenIndices(row_exec.rri, false);
+        EvalPlanQualInit(&row_exec.epq, row_exec.estate, nullptr, NIL, -1);
         MemoryContextSwitchTo(old);
     }
     if (lookup && row_exec.scan == nullptr)
@@ -664,14 +669,13 @@ bool FindByKey(RowExec *r, TupleTableSlot *key, TupleTableSlot *out, bool lock) 
     }
 }
 
-void ChangeBegin(RowExec *r, EPQState *epq) {
+void ChangeBegin(RowExec *r) {
     r->estate->es_output_cid = GetCurrentCommandId(true);
     AfterTriggerBeginQuery();
-    EvalPlanQualInit(epq, r->estate, nullptr, NIL, -1);
 }
 
-void ChangeEnd(RowExec *r, EPQState *epq) {
-    EvalPlanQualEnd(epq);
+void ChangeEnd(RowExec *r) {
+    EvalPlanQualEnd(&r->epq); // a no-op unless a trigger's recheck used it
     AfterTriggerEndQuery(r->estate);
     if (r->scan != nullptr) {
         ExecClearTuple(r->key);
@@ -891,8 +895,7 @@ void PauseAfterFind(int attempt) {
 // new row (the peer sends every column of an insert).
 void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *remote_in) {
     RowExec *r = OpenRowExec(rel, e->key_index, true);
-    EPQState epq;
-    ChangeBegin(r, &epq);
+    ChangeBegin(r);
     TupleTableSlot *remote = r->remote;
     TupleTableSlot *local = r->local;
     ExecCopySlot(remote, remote_in);
@@ -903,12 +906,12 @@ void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *r
         RecordConflict(s, rel, e, d, remote, local, remote);
     if (d.resolution == conflict::Resolution::kApplyRemote) {
         if (found)
-            ExecSimpleRelationUpdate(r->rri, r->estate, &epq, local, remote); // replaces it
+            ExecSimpleRelationUpdate(r->rri, r->estate, &r->epq, local, remote); // replaces it
         else
             ExecSimpleRelationInsert(r->rri, r->estate, remote);
         s->changes_applied++;
     }
-    ChangeEnd(r, &epq);
+    ChangeEnd(r);
 }
 
 // Inserts row (a table without triggers or stored generated columns, as
@@ -1107,8 +1110,7 @@ void AddToBatch(Session *s, RelMapEntry *e, Relation rel, const protocol::Messag
 void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
                  ErrorContextArg *ctx) {
     RowExec *r = OpenRowExec(rel, e->key_index, true);
-    EPQState epq;
-    ChangeBegin(r, &epq);
+    ChangeBegin(r);
     TupleDesc desc = RelationGetDescr(rel);
     TupleTableSlot *key = r->key;
     TupleTableSlot *local = r->local;
@@ -1155,7 +1157,7 @@ void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
                 continue; // look it up and decide again
             }
         } else if (apply) {
-            ExecSimpleRelationUpdate(r->rri, r->estate, &epq, local, remote);
+            ExecSimpleRelationUpdate(r->rri, r->estate, &r->epq, local, remote);
         }
         if (d.kind != conflict::Kind::kNone) {
             if (!found) {
@@ -1174,14 +1176,13 @@ void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
             s->changes_applied++;
         break;
     }
-    ChangeEnd(r, &epq);
+    ChangeEnd(r);
 }
 
 void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Message &msg,
                  ErrorContextArg *ctx) {
     RowExec *r = OpenRowExec(rel, e->key_index, true);
-    EPQState epq;
-    ChangeBegin(r, &epq);
+    ChangeBegin(r);
     TupleTableSlot *key = r->key;
     TupleTableSlot *local = r->local;
     FillSlot(e, rel, r->estate, key, msg.old_tuple, nullptr, false, ctx);
@@ -1201,7 +1202,7 @@ void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
                 continue;
             }
         } else if (apply) {
-            ExecSimpleRelationDelete(r->rri, r->estate, &epq, local);
+            ExecSimpleRelationDelete(r->rri, r->estate, &r->epq, local);
         }
         if (d.kind != conflict::Kind::kNone)
             RecordConflict(s, rel, e, d, key, found ? local : nullptr, nullptr);
@@ -1209,7 +1210,7 @@ void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
             s->changes_applied++;
         break;
     }
-    ChangeEnd(r, &epq);
+    ChangeEnd(r);
 }
 
 void ApplyTruncate(Session *s, const protocol::Message &msg, ErrorContextArg *ctx) {
