@@ -1343,7 +1343,7 @@ void FinishTransaction(Session *s) {
 
 void ForgetTransaction() {
     row_exec = RowExec{}; // the rollback released it
-    target = nullptr;     // and this
+    target = nullptr;     // and the reference OpenTarget kept
     DiscardBatch();
 }
 
