@@ -597,7 +597,8 @@ BEGIN
     -- Connect first: errors here are SQLSTATE class 08 with libpq's reason.
     BEGIN
         SELECT r INTO facts FROM gsb._peer_query(conninfo,
-            'SELECT gsb.site_name(), gsb.site_role(), gsb.protocol_version()::text') r;
+            'SELECT gsb.site_name(), gsb.site_role(), gsb.protocol_version()::text,
+                    pg_catalog.current_setting(''server_encoding'')') r;
     EXCEPTION
         WHEN undefined_function OR invalid_schema_name OR undefined_table THEN
             RAISE EXCEPTION 'gsb is not installed on the peer, or its site is not initialised'
@@ -623,6 +624,15 @@ BEGIN
                         gsb.protocol_version()
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Run the same gsb version on both sites.';
+    END IF;
+
+    -- Values travel byte for byte (binary values are only verified, not
+    -- converted): both databases must have the same encoding.
+    IF facts[4] IS DISTINCT FROM current_setting('server_encoding') THEN
+        RAISE EXCEPTION 'the peer''s database encoding is %, this site''s is %', facts[4],
+                        current_setting('server_encoding')
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create the databases of both sites with the same encoding.';
     END IF;
 
     -- The realtime tables must be the same on both sites.

@@ -22,6 +22,7 @@ extern "C" {
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -74,6 +75,20 @@ XLogRecPtr ParseLsn(const char *text) {
     if (bad)
         throw Error(ERRCODE_PROTOCOL_VIOLATION, std::string("peer sent an invalid LSN: ") + text);
     return lsn;
+}
+
+// Values travel byte for byte: binary text values are verified in this
+// database's encoding, not converted. gsb.add_peer refuses a peer whose
+// database encoding differs; this catches one changed since (a database
+// recreated behind the same connection string) before anything is applied.
+void CheckEncoding(PeerConnection &repl) {
+    const char *theirs = PQparameterStatus(repl.conn(), "server_encoding");
+    const char *ours = GetDatabaseEncodingName();
+    if (theirs == nullptr || strcmp(theirs, ours) != 0)
+        throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                    std::string("the peer's database encoding is ") +
+                        (theirs != nullptr ? theirs : "unknown") + ", this site's is " + ours,
+                    {}, "Create the databases of both sites with the same encoding.");
 }
 
 // One row of gsb.peers and what the worker needs about this site.
@@ -344,6 +359,7 @@ void ApplyWorker::Run() {
             SetState(PeerState::kConnecting);
             std::string appname = "gsb_apply_" + cfg.local_site;
             PeerConnection repl(cfg.conninfo, PeerConnection::Kind::kReplication, appname.c_str());
+            CheckEncoding(repl);
             if (cfg.sync_state != "ready")
                 InitialSync(repl, cfg);
             Stream(repl);

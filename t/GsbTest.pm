@@ -65,7 +65,8 @@ sub peer_connstr
 #   tests that do not test failover must not see one), failback_delay,
 #   log_min_messages, apply_timeout, extra_conf (raw postgresql.conf lines),
 #   no_init (do not run CREATE EXTENSION / init_site), starter (a sub that
-#   starts the server instead of $node->start, as t/GsbNetns.pm's does).
+#   starts the server instead of $node->start, as t/GsbNetns.pm's does),
+#   initdb_extra (more initdb arguments, e.g. ['--encoding=LATIN1']).
 sub new_site
 {
 	my ($name, $role, %opts) = @_;
@@ -73,7 +74,7 @@ sub new_site
 	  unless $name =~ /^[a-z][a-z0-9_]{0,39}$/;
 
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(allows_streaming => 'logical');
+	$node->init(allows_streaming => 'logical', extra => $opts{initdb_extra} // []);
 
 	my $bindir = $node->config_data('--bindir');
 	my ($conf, $err) = ('', '');
