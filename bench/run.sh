@@ -1026,21 +1026,13 @@ main() {
 	watchdog_pid=$!
 
 	# A private copy of the PostgreSQL installation, with gsb installed into it
-	# (make install DESTDIR): others who install gsb into the system meanwhile
-	# do not change what these clusters load. PostgreSQL finds its share and
-	# lib directories relative to its binaries, so the copy works as it is.
-	say "copying the PostgreSQL installation to $state/pg"
-	local pg_root=$state/pg d
-	mkdir -p "$pg_root"
-	local -a copied=()
-	for d in "$(dirname "$PG_BINDIR")" "$PG_PKGLIBDIR" "$("$PG_CONFIG" --sharedir)"; do
-		local c2 seen=0
-		for c2 in "${copied[@]}"; do [[ $d == "$c2"/* || $d == "$c2" ]] && seen=1; done
-		((seen)) && continue
-		cp -a --parents "$d" "$pg_root/" || gsb_die "could not copy $d"
-		copied+=("$d")
-	done
+	# (gsb_private_pg): others who install gsb meanwhile do not change what
+	# these clusters load.
+	local pg_root=$state/pg
 	if ((build)); then
+		say "copying the PostgreSQL installation to $pg_root"
+		rm -rf "$pg_root"
+		gsb_private_pg "$pg_root" || gsb_die "could not copy the PostgreSQL installation"
 		say "building gsb in $state/build"
 		gsb_own_dir "$state/build"
 		if [[ -n $ref ]]; then
@@ -1054,15 +1046,16 @@ main() {
 			tail -n 30 "$state/build.log" >&2
 			gsb_die "the build failed"
 		}
-		(cd "$state/build" && make install PG_CONFIG="$PG_CONFIG" DESTDIR="$pg_root" </dev/null) \
-			>>"$state/build.log" 2>&1 || {
+		gsb_install "$state/build" >>"$state/build.log" 2>&1 || {
 			tail -n 30 "$state/build.log" >&2
 			gsb_die "make install failed"
 		}
+	else
+		PG_CONFIG=$pg_root$PG_BINDIR/pg_config
+		[[ -x $PG_CONFIG ]] || gsb_die "no private PostgreSQL in $pg_root (run without --no-build)"
+		gsb_pg_init
 	fi
-	[[ -f $pg_root$PG_PKGLIBDIR/gsb.so ]] || gsb_die "gsb is not installed (run without --no-build)"
-	PG_BINDIR=$pg_root$PG_BINDIR
-	PG_PKGLIBDIR=$pg_root$PG_PKGLIBDIR
+	[[ -f $PG_PKGLIBDIR/gsb.so ]] || gsb_die "gsb is not installed (run without --no-build)"
 
 	mkdir -p "$out"
 	: >"$raw"

@@ -49,8 +49,8 @@ done
 if [[ $EUID -ne 0 ]]; then
 	echo "gsb needs these packages, which are not installed: ${missing[*]}" >&2
 	echo "Install them with:" >&2
-	echo "    sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-	echo "(or run this script with sudo, which does it)" >&2
+	echo "    apt-get install -y --no-install-recommends ${missing[*]}   # as root (or with sudo)" >&2
+	echo "(or run this script as root, which does it)" >&2
 	exit 1
 fi
 

@@ -31,25 +31,39 @@ gsb_pg_init() {
 }
 
 # Sets GSB_RUN_AS, the user that builds, tests and runs clusters: `postgres` when
-# we are root, else the current user (empty). A non-root user must be able to
-# write the server's library and extension directories for `make install`;
-# $1 is the script to name in the advice when that is not the case.
+# we are root, else the current user (empty: commands run as they are).
 gsb_choose_runner() {
+	GSB_RUN_AS=
 	if [[ $EUID -eq 0 ]]; then
 		id -u postgres >/dev/null 2>&1 ||
 			gsb_die "there is no user 'postgres' (it comes with the postgresql-15 package)"
 		GSB_RUN_AS=postgres
-		return
 	fi
-	GSB_RUN_AS=
-	if [[ ! -w $PG_PKGLIBDIR || ! -w $PG_EXTDIR ]]; then
-		cat >&2 <<-EOF
-			$PG_PKGLIBDIR or $PG_EXTDIR is not writable by $(id -un), so gsb cannot be installed into PostgreSQL.
-			Run it as root instead (PostgreSQL itself will then run as the user postgres):
-			    sudo bash scripts/$1
-		EOF
-		exit 1
-	fi
+}
+
+# Makes $1 a private copy of the PostgreSQL installation (binaries, libraries,
+# share and include directories) and points PG_CONFIG and the PG_* variables
+# at it. PostgreSQL and pg_config find their directories relative to their own
+# binaries, so the copy works where it lies. gsb is then built against and
+# installed into the copy: the system's installation is never written (no root
+# needed for it), and several runs (tests, tour, bench) cannot replace each
+# other's gsb.so. The copy belongs to the current user and is readable by all.
+gsb_private_pg() {
+	local root=$1 d c seen
+	local -a copied=()
+	mkdir -p "$root" || return 1
+	for d in "$(dirname "$PG_BINDIR")" "$PG_PKGLIBDIR" "$("$PG_CONFIG" --sharedir)" \
+		"$("$PG_CONFIG" --includedir)" "$("$PG_CONFIG" --includedir-server)"; do
+		seen=0
+		for c in "${copied[@]}"; do [[ $d == "$c"/* || $d == "$c" ]] && seen=1; done
+		((seen)) && continue
+		# From /: cp --parents resolves the parents it copies against the working directory.
+		(cd / && cp -a --parents "${d#/}" "$root/") || return 1
+		copied+=("$d")
+	done
+	chmod -R a+rX "$root" || return 1
+	PG_CONFIG=$root$PG_BINDIR/pg_config
+	gsb_pg_init
 }
 
 # Runs a command as GSB_RUN_AS with HOME=$GSB_HOME and PostgreSQL's bindir first
@@ -102,10 +116,13 @@ gsb_build() {
 	(cd "$1" && gsb_as make -j2 PG_CONFIG="$PG_CONFIG" </dev/null)
 }
 
-# Installs the build in $1 into PostgreSQL (as root, or as the current user when
-# that user may write there).
+# Installs the build in $1 into the PostgreSQL that PG_CONFIG names (after
+# gsb_private_pg, the private copy) as the current user; more arguments go to
+# make (e.g. a test build's variables).
 gsb_install() {
-	(cd "$1" && make install PG_CONFIG="$PG_CONFIG" </dev/null)
+	local dir=$1
+	shift
+	(cd "$dir" && make install PG_CONFIG="$PG_CONFIG" "$@" </dev/null)
 }
 
 # Stops, with mode $2 (default fast), the server whose data directory is $1, if

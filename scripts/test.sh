@@ -1,19 +1,20 @@
 #!/bin/bash
 # scripts/test.sh [SUITE...]: gsb's whole test suite, as CI runs it (.ci/run).
 #
-#   sudo bash scripts/test.sh            # lint, unit, fuzz, regress, tap
-#   sudo bash scripts/test.sh unit tap   # some of them
+#   bash scripts/test.sh            # lint, unit, fuzz, regress, tap
+#   bash scripts/test.sh unit tap   # some of them
 #
 # Suites: lint (clang-format check), unit (gtest protocol tests, no server),
 # fuzz (a 30 s libFuzzer run of the protocol reader; FUZZ_SECONDS changes it),
 # regress (pg_regress on one temporary cluster: sql/ against expected/), tap
 # (t/*.pl, multi-cluster tests with PostgreSQL::Test::Cluster).
 #
-# It installs missing packages (deps.sh), copies the source tree into a fresh
-# work directory, builds there, installs gsb into PostgreSQL 15 and runs the
+# It installs missing packages (deps.sh; as another user than root it prints
+# the apt-get command and stops), copies the source tree into a fresh work
+# directory, builds there, installs gsb into a private copy of PostgreSQL 15 in
+# that directory (the system's installation is never written) and runs the
 # suites. As root, PostgreSQL (which refuses root) and the build run as the user
-# postgres; as another user, everything runs as that user if it may write the
-# server's directories. A suite also fails when a server log shows a crash
+# postgres; as another user, everything runs as that user. A suite also fails when a server log shows a crash
 # (`terminated by signal` or PANIC). As root, the tap suite also runs
 # scripts/netns-helper.sh, so that t/309 can put the sites in network
 # namespaces; otherwise that test skips itself and the summary says why.
@@ -65,20 +66,22 @@ wants() {
 needs_install=false
 if wants regress || wants tap; then needs_install=true; fi
 
-if [[ $EUID -eq 0 ]]; then
-	GSB_RUN_AS=postgres
-	id -u postgres >/dev/null 2>&1 || gsb_die "there is no user 'postgres'"
-elif $needs_install; then
-	gsb_choose_runner test.sh
-else
-	GSB_RUN_AS=
-fi
+gsb_choose_runner
 
 work=$(mktemp -d /tmp/gsb-test.XXXXXX) || gsb_die "cannot make a work directory"
 export GSB_HOME=$work
 gsb_say "work directory $work (as ${GSB_RUN_AS:-$(id -un)})"
-gsb_copy_tree "$repo" "$work" || gsb_die "could not copy the source tree into $work"
-cd "$work" || exit 1
+# The source tree goes to $work/src, gsb is installed into a private copy of
+# PostgreSQL in $work/pg: the system's installation is left alone.
+[[ -n $GSB_RUN_AS ]] && chown "$GSB_RUN_AS:" "$work"
+chmod 755 "$work"
+mkdir "$work/src" && gsb_copy_tree "$repo" "$work/src" ||
+	gsb_die "could not copy the source tree into $work/src"
+if $needs_install; then
+	gsb_say "private copy of PostgreSQL in $work/pg"
+	gsb_private_pg "$work/pg" || gsb_die "could not copy the PostgreSQL installation into $work/pg"
+fi
+cd "$work/src" || exit 1
 
 declare -A result note
 set_result() {
@@ -110,7 +113,7 @@ stop_leftover_servers() {
 	local pidfile
 	while IFS= read -r pidfile; do
 		gsb_pg_stop "$(dirname "$pidfile")" immediate
-	done < <(find "$work" -maxdepth 5 -name postmaster.pid 2>/dev/null)
+	done < <(find "$work" -maxdepth 6 -name postmaster.pid 2>/dev/null)
 }
 
 # Fails suite $1 when one of the server logs given shows a crash. A test that
@@ -147,12 +150,12 @@ check_server_logs() {
 build_ok=true
 if $needs_install; then
 	gsb_say "build (make -j2)"
-	if ! gsb_build "$work"; then
+	if ! gsb_build "$work/src"; then
 		build_ok=false
 		build_note="not run: the build failed"
 	else
 		gsb_say "install (make install)"
-		if ! gsb_install "$work" >"$work/make-install.log" 2>&1; then
+		if ! gsb_install "$work/src" >"$work/make-install.log" 2>&1; then
 			cat "$work/make-install.log"
 			build_ok=false
 			build_note="not run: make install failed"

@@ -1,11 +1,13 @@
 #!/bin/bash
 # scripts/tour.sh [start|stop|status]: two local gsb sites and a scripted tour.
 #
-#   sudo bash scripts/tour.sh          # build, install, start both sites, tour
-#   sudo bash scripts/tour.sh stop     # stop both sites
-#   sudo bash scripts/tour.sh status   # are they running?
+#   bash scripts/tour.sh          # build, install, start both sites, tour
+#   bash scripts/tour.sh stop     # stop both sites
+#   bash scripts/tour.sh status   # are they running?
 #
-# start installs missing packages (deps.sh), builds and installs gsb, creates
+# start installs missing packages (deps.sh; as another user than root it
+# prints the apt-get command and stops), builds gsb, installs it into a private
+# copy of PostgreSQL in $GSB_TOUR_DIR/pg (the system's is not written), creates
 # two clusters under $GSB_TOUR_DIR (default /tmp/gsb-tour): `primary` (site sjc,
 # port 5441, HTTP endpoint 8441) and `backup` (site ams, port 5442, endpoint
 # 8442), with gsb's settings, sockets and logs in that directory, listening on
@@ -165,13 +167,8 @@ tour_heading() { printf '\n--- %s ---\n' "$*"; }
 # Cluster management.
 
 tour_prepare() {
-	if [[ $EUID -eq 0 ]]; then
-		GSB_RUN_AS=postgres
-		id -u postgres >/dev/null 2>&1 || gsb_die "there is no user 'postgres'"
-	else
-		GSB_RUN_AS=
-	fi
 	gsb_pg_init
+	gsb_choose_runner
 	# The runner may not be allowed into the caller's directory (a clone in
 	# /root, say); programs run as postgres complain when they cannot chdir back.
 	cd /
@@ -205,7 +202,6 @@ tour_status() {
 tour_start() {
 	bash "$repo/scripts/deps.sh"
 	tour_prepare
-	[[ -n $GSB_RUN_AS ]] || gsb_choose_runner tour.sh
 
 	# The runner must reach the state directory: check its parent first.
 	if [[ -n $GSB_RUN_AS ]] && ! runuser -u "$GSB_RUN_AS" -- test -x "$(dirname "$state")"; then
@@ -222,9 +218,11 @@ tour_start() {
 	for site in "${GSB_SITES[@]}"; do
 		rm -rf "${GSB_SITE_DIR[$site]}" "${GSB_SITE_DIR[$site]}.initdb.log" "${GSB_SITE_LOG[$site]}"
 	done
-	rm -rf "$state/build"
+	rm -rf "$state/build" "$state/pg"
 	cd "$state"
 
+	gsb_say "private copy of PostgreSQL in $state/pg"
+	gsb_private_pg "$state/pg" || gsb_die "could not copy the PostgreSQL installation"
 	gsb_say "building gsb in $state/build"
 	gsb_own_dir "$state/build"
 	gsb_copy_tree "$repo" "$state/build" || gsb_die "could not copy the source tree"
@@ -256,7 +254,7 @@ tour_start() {
 	trap - EXIT
 
 	local who=
-	[[ $GSB_RUN_AS == postgres ]] && who="sudo -u postgres "
+	[[ $GSB_RUN_AS == postgres ]] && who="runuser -u postgres -- "
 	cat <<-EOF
 
 		Both sites are running (server logs: $state/*.log), and HAProxy in front of them. Connect with
@@ -271,7 +269,6 @@ tour_start() {
 stop_command() {
 	local cmd="bash $repo/scripts/tour.sh stop"
 	[[ -n ${GSB_TOUR_DIR:-} ]] && cmd="GSB_TOUR_DIR=$state $cmd"
-	[[ $EUID -eq 0 ]] && cmd="sudo $cmd"
 	echo "$cmd"
 }
 

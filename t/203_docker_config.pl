@@ -11,6 +11,7 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 use GsbHttp;
+use GsbTest;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -88,17 +89,22 @@ SKIP:
 {
 	# `docker compose` (v2 plugin) or docker-compose (Debian's, v1) check the
 	# file without an engine.
+	# Each is looked up first: a docker client without the compose plugin is
+	# common, and IPC::Run::run dies on a command that does not exist.
 	my @cmd;
 	my ($o, $e) = ('', '');
-	if (IPC::Run::run([ 'docker', 'compose', 'version' ], '>', \$o, '2>', \$e))
+	my ($docker_bin, $compose_bin) = (find_tool('docker'), find_tool('docker-compose'));
+	if ($docker_bin
+		&& IPC::Run::run([ $docker_bin, 'compose', 'version' ], '>', \$o, '2>', \$e))
 	{
-		@cmd = ('docker', 'compose');
+		@cmd = ($docker_bin, 'compose');
 	}
-	elsif (IPC::Run::run([ 'docker-compose', 'version' ], '>', \$o, '2>', \$e))
+	elsif ($compose_bin && IPC::Run::run([ $compose_bin, 'version' ], '>', \$o, '2>', \$e))
 	{
-		@cmd = ('docker-compose');
+		@cmd = ($compose_bin);
 	}
-	skip 'no compose client (docker compose, docker-compose)', 2 unless @cmd;
+	skip 'no compose client (neither `docker compose` nor docker-compose works here)', 2
+	  unless @cmd;
 	local $ENV{POSTGRES_PASSWORD} = 'not-a-secret';
 	my ($out, $err) = ('', '');
 	ok(IPC::Run::run([ @cmd, '-f', "$docker/compose.yaml", 'config', '-q' ],

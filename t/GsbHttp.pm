@@ -200,15 +200,7 @@ sub wait_http
 }
 
 # The haproxy binary, or undef when it is not installed (Debian: haproxy).
-sub haproxy_path
-{
-	for my $dir (split(/:/, $ENV{PATH} // ''), '/usr/sbin', '/usr/local/sbin', '/sbin')
-	{
-		my $p = "$dir/haproxy";
-		return $p if -x $p && !-d $p;
-	}
-	return undef;
-}
+sub haproxy_path { return find_tool('haproxy'); }
 
 # render_haproxy(@args): the text docker/render-haproxy.sh prints for @args
 # (see that script); dies when it fails.

@@ -29,7 +29,7 @@ our @EXPORT = qw(
   site_name peer_connstr sql_quote
   same_on_both table_digest status_row conflicts_of
   psql_verbose sqlstate_of error_groups
-  start_bg finish_bg observe_quiet
+  start_bg finish_bg observe_quiet find_tool
 );
 
 # Bound every wait: the tests must fail, not hang, when gsb does not deliver.
@@ -40,6 +40,22 @@ my $repo_dir = File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..'));
 
 # The name of the gsb site that $node is (tests name nodes after their sites).
 sub site_name { return $_[0]->name; }
+
+# find_tool($name): the path of the executable $name in PATH (or in the sbin
+# directories, where Debian puts daemons), or undef when there is none. Look an
+# optional tool up with this before running it: IPC::Run::run dies, rather than
+# returning false, on a command that does not exist.
+sub find_tool
+{
+	my ($name) = @_;
+	for my $dir (split(/:/, $ENV{PATH} // ''), '/usr/sbin', '/usr/local/sbin', '/sbin')
+	{
+		next if $dir eq '';
+		my $p = "$dir/$name";
+		return $p if -x $p && !-d $p;
+	}
+	return undef;
+}
 
 # '...' with quotes doubled: a string literal for SQL.
 sub sql_quote
