@@ -5,11 +5,17 @@
 //
 //   GET /detectbackup  200 "Primary" or "Backup", as gsb.detect_backup()
 //   GET /active        200 when this site is the active site, else 503
-//   GET /status        200 JSON from gsb.status (no connection strings)
+//   GET /status        200 JSON: role and state; with the bearer token of
+//                      gsb.http_status_token, also the peers' positions
+//                      and last errors (which may hold row values)
+//   GET /<company>/detectbackup.php   as /detectbackup (the seed's address)
 //
 // It is deliberately minimal: HTTP/1.0 semantics (one request per
-// connection), GET and HEAD only, requests of at most 8 KiB, at most 64
-// clients at once, and every client gone after 2 s whatever it does. It is
+// connection), GET and HEAD only, requests of at most 8 KiB, and every
+// client gone after 2 s whatever it does. Hostile clients cannot starve the
+// health checks: when all kMaxClients places are taken, a new connection
+// takes the place of the oldest client that has not sent its request yet,
+// and each query runs under a statement and lock timeout. It is
 // non-blocking throughout: one WaitEventSet over the latch, the listening
 // sockets and the clients.
 #include "pg.hpp"
@@ -26,6 +32,7 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 }
 
@@ -37,8 +44,10 @@ extern "C" {
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,8 +63,11 @@ namespace gsb {
 namespace {
 
 constexpr size_t kMaxRequest = 8192;
-constexpr size_t kMaxClients = 64;
+constexpr size_t kMaxClients = 256;
 constexpr long kClientTimeoutMs = 2000;
+// Every query the endpoint runs is bounded: a locked catalog or a slow plan
+// must not hold up the health checks of everyone else.
+constexpr int kQueryTimeoutMs = 1000;
 
 struct Client {
     int fd = -1;
@@ -78,29 +90,27 @@ void SetNonBlocking(int fd) {
         fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-// Answers one path from the site's state, in one short transaction. Only
-// /status reads the replication status; the health checks read the active
-// site, which is one row.
-Answer Route(const std::string &method, const std::string &path) {
-    if (method != "GET" && method != "HEAD")
-        return {405, "text/plain", "only GET\n"};
-    std::string p = path.substr(0, path.find('?'));
-    const char *sql = nullptr;
-    if (p == "/detectbackup")
-        sql = "SELECT gsb.detect_backup()";
-    else if (p == "/active")
-        sql = "SELECT gsb.is_active()::text";
-    else if (p == "/status")
-        sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
-              "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
-              "'detect_backup', gsb.detect_backup(), "
-              "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
-              "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
-              "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text";
-    else
-        return {404, "text/plain", "not found\n"};
+// The seed's address form of the detect-backup check: /<company>/detectbackup.php,
+// one path segment of letters, digits, '-', '_' or '.' before it.
+bool IsCompanyDetectBackup(const std::string &p) {
+    static const std::string kTail = "/detectbackup.php";
+    if (p.size() <= kTail.size() + 1 ||
+        p.compare(p.size() - kTail.size(), kTail.size(), kTail) != 0)
+        return false;
+    std::string company = p.substr(1, p.size() - kTail.size() - 1);
+    return std::all_of(company.begin(), company.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               ch == '-' || ch == '_' || ch == '.';
+    });
+}
+
+// Runs one read-only statement of the endpoint under kQueryTimeoutMs; no
+// value when it failed or timed out (the failure is logged, without the
+// statement's data).
+std::optional<std::string> QueryValue(const char *sql) {
     std::optional<std::string> value;
     try {
+        PgCall([] { enable_timeout_after(STATEMENT_TIMEOUT, kQueryTimeoutMs); });
         auto rows = RunStatement(sql);
         if (rows.size() == 1)
             value = rows[0][0];
@@ -111,9 +121,48 @@ Answer Route(const std::string &method, const std::string &path) {
             ereport(LOG, (errmsg("gsb http: %s", msg.c_str())));
         });
     }
+    // A timeout that fired after the statement ended must not cancel the
+    // next wait of the loop.
+    PgCall([] {
+        disable_timeout(STATEMENT_TIMEOUT, false);
+        QueryCancelPending = false;
+    });
+    return value;
+}
+
+// Answers one path from the site's state, in one short transaction. Only
+// /status reads the replication status, and only a client that shows
+// gsb.http_status_token sees more than roles and states: last_error may
+// hold row values. The health checks read the active site, which is one row.
+Answer Route(const std::string &method, const std::string &path, bool authorized) {
+    if (method != "GET" && method != "HEAD")
+        return {405, "text/plain", "only GET\n"};
+    std::string p = path.substr(0, path.find('?'));
+    bool detect = p == "/detectbackup" || IsCompanyDetectBackup(p);
+    const char *sql = nullptr;
+    if (detect)
+        sql = "SELECT gsb.detect_backup()";
+    else if (p == "/active")
+        sql = "SELECT gsb.is_active()::text";
+    else if (p == "/status" && authorized)
+        sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
+              "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
+              "'detect_backup', gsb.detect_backup(), "
+              "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
+              "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
+              "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text";
+    else if (p == "/status")
+        sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
+              "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
+              "'detect_backup', gsb.detect_backup(), "
+              "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state "
+              "FROM gsb.status ORDER BY peer) s), '[]'))::text";
+    else
+        return {404, "text/plain", "not found\n"};
+    std::optional<std::string> value = QueryValue(sql);
     if (!value)
         return {503, "text/plain", "gsb is not ready on this site\n"};
-    if (p == "/detectbackup")
+    if (detect)
         return {200, "text/plain", *value + "\n"};
     if (p == "/active")
         return *value == "true" ? Answer{200, "text/plain", "active\n"}
@@ -149,6 +198,42 @@ std::string Render(const Answer &a, bool head) {
     if (!head)
         out += a.body;
     return out;
+}
+
+// Whether the request head carries "Authorization: Bearer <gsb.http_status_token>"
+// (header name in any case). The comparison takes the same time wherever the
+// first difference is.
+bool Authorized(const std::string &head) {
+    const char *token = guc_http_status_token;
+    if (token == nullptr || token[0] == '\0')
+        return false;
+    size_t pos = head.find("\r\n");
+    while (pos != std::string::npos && pos + 2 < head.size()) {
+        size_t start = pos + 2, end = head.find("\r\n", start);
+        if (end == std::string::npos || end == start)
+            break;
+        std::string line = head.substr(start, end - start);
+        pos = end;
+        static const std::string kName = "authorization:";
+        if (line.size() < kName.size())
+            continue;
+        std::string name = line.substr(0, kName.size());
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char ch) { return std::tolower(ch); });
+        if (name != kName)
+            continue;
+        std::string value = line.substr(kName.size());
+        size_t b = value.find_first_not_of(' ');
+        if (b == std::string::npos || value.compare(b, 7, "Bearer ") != 0)
+            return false;
+        std::string given = value.substr(b + 7);
+        std::string want = token;
+        unsigned char diff = given.size() == want.size() ? 0 : 1;
+        for (size_t i = 0; i < given.size(); i++)
+            diff |= static_cast<unsigned char>(given[i] ^ want[i % want.size()]);
+        return diff == 0;
+    }
+    return false;
 }
 
 // Parses a complete request head; returns false when it is malformed.
@@ -271,7 +356,20 @@ void Server::Accept(int lfd) {
             return; // EAGAIN or a client that went away
         SetNonBlocking(fd);
         if (clients_.size() >= kMaxClients) {
-            // A flood: answer at once and hang up, without holding anything.
+            // Full: the oldest client still silent about its request gives
+            // way, so that idle connections cannot starve the health checks.
+            auto oldest = clients_.end();
+            for (auto it = clients_.begin(); it != clients_.end(); ++it)
+                if (!it->responding &&
+                    (oldest == clients_.end() || it->deadline < oldest->deadline))
+                    oldest = it;
+            if (oldest != clients_.end()) {
+                close(oldest->fd);
+                clients_.erase(oldest);
+            }
+        }
+        if (clients_.size() >= kMaxClients) {
+            // Every place is answering already: answer at once and hang up.
             static const char busy[] = "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                        "Connection: close\r\n\r\n";
             ssize_t ignored = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
@@ -317,7 +415,7 @@ void Server::Read(Client &c) {
         Respond(c, {400, "text/plain", "bad request\n"}, false);
         return;
     }
-    Respond(c, Route(method, path), method == "HEAD");
+    Respond(c, Route(method, path, Authorized(c.in)), method == "HEAD");
 }
 
 void Server::Write(Client &c) {
@@ -398,6 +496,10 @@ void Server::RunOnce(long timeout_ms) {
 
 void Run() {
     Server server;
+    PgCall([] {
+        SetConfigOption("lock_timeout", std::to_string(kQueryTimeoutMs).c_str(), PGC_SUSET,
+                        PGC_S_OVERRIDE);
+    });
     for (;;) {
         ReloadConfigIfPending();
         if (InterruptPending)

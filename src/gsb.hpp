@@ -15,6 +15,7 @@ extern char *guc_fault_injection;
 extern int guc_apply_timeout_ms;
 extern int guc_http_port;
 extern char *guc_http_listen_addresses;
+extern char *guc_http_status_token;
 
 // True when `point` is named in gsb.fault_injection (a test hook; superuser).
 bool FaultInjected(const char *point);

@@ -33,6 +33,7 @@ char *guc_fault_injection = nullptr;
 int guc_apply_timeout_ms = 60000;
 int guc_http_port = 0;
 char *guc_http_listen_addresses = nullptr;
+char *guc_http_status_token = nullptr;
 
 bool FaultInjected(const char *point) {
     if (guc_fault_injection == nullptr || guc_fault_injection[0] == '\0')
@@ -115,6 +116,13 @@ void DefineGucs() {
                                "Comma-separated addresses the HTTP endpoint listens on ('*': all).",
                                nullptr, &guc_http_listen_addresses, "localhost", PGC_SIGHUP, 0,
                                nullptr, nullptr, nullptr);
+    // A secret: only superusers may read it, and it is never logged by gsb.
+    DefineCustomStringVariable("gsb.http_status_token",
+                               "Bearer token that lets an HTTP client see the whole /status "
+                               "(peers' positions and errors); "
+                               "empty: /status shows role and state only, to everyone.",
+                               nullptr, &guc_http_status_token, "", PGC_SIGHUP,
+                               GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("gsb");
 }
 

@@ -42,7 +42,8 @@ my %http_port;    # site name => its gsb.http_port
 # failover as the 1xx tests are (heartbeat 200ms, failover after 2s, failback
 # by hand), connected and streaming.
 #   extra (keywords added to each peer conninfo), failover_timeout,
-#   http_listen_addresses (default: the GUC's default).
+#   http_listen_addresses (default: the GUC's default), extra_conf (more
+#   postgresql.conf lines for both sites).
 sub http_sites
 {
 	my (%o) = @_;
@@ -60,6 +61,7 @@ sub http_sites
 			'log_min_messages = log');
 		push @conf, "gsb.http_listen_addresses = '$o{http_listen_addresses}'"
 		  if defined $o{http_listen_addresses};
+		push @conf, $o{extra_conf} if defined $o{extra_conf};
 		push @nodes,
 		  new_site($name, $role,
 			heartbeat_interval => '200ms',
