@@ -1,7 +1,9 @@
 // apply.hpp: the apply back end: turns decoded gsb messages from the peer
 // into local inserts, updates, deletes and truncates through the executor,
 // with indexes maintained and constraints checked, and resolves conflicts
-// (bgworker/conflict.hpp) and records them in gsb.conflicts.
+// (bgworker/conflict.hpp) and records them in gsb.conflicts. apply.cpp
+// routes each message; the parts it routes to are the apply_*.hpp files
+// beside this one (listed in apply.cpp).
 //
 // This is PostgreSQL-style code: it raises PostgreSQL errors and holds no
 // C++ objects with destructors, so the worker calls it inside gsb::PgCall.

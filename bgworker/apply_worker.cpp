@@ -49,6 +49,7 @@ extern "C" {
 #include "peer_connection.hpp"
 #include "protocol.hpp"
 #include "shared_state.hpp"
+#include "spi.hpp"
 #include "worker_util.hpp"
 
 extern "C" {
@@ -208,25 +209,24 @@ void ApplyWorker::Setup() {
     // gsb.drop_peer must wait for: a worker started during a drop_peer never
     // leaves an origin behind.
     origin_ = PgCall([&] {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "gsb: SPI_connect failed");
-        Oid types[1] = {TEXTOID};
-        Datum values[1] = {CStringGetTextDatum(pname)};
-        int rc = SPI_execute_with_args("SELECT 1 FROM gsb.peers WHERE name = $1 FOR KEY SHARE", 1,
-                                       types, values, nullptr, false, 1);
-        bool exists = rc == SPI_OK_SELECT && SPI_processed == 1;
-        SPI_finish();
-        PopActiveSnapshot();
-        RepOriginId id = InvalidRepOriginId;
-        if (exists) {
-            id = replorigin_by_name(oname, true);
-            if (id == InvalidRepOriginId)
-                id = replorigin_create(oname);
-        }
-        CommitTransactionCommand();
+        RepOriginId id = spi::InTransaction([&] {
+            Oid types[1] = {TEXTOID};
+            Datum values[1] = {CStringGetTextDatum(pname)};
+            spi::Statement st;
+            st.sql = "SELECT 1 FROM gsb.peers WHERE name = $1 FOR KEY SHARE";
+            st.nargs = 1;
+            st.types = types;
+            st.values = values;
+            st.read_only = false;
+            st.count = 1;
+            RepOriginId found = InvalidRepOriginId;
+            if (spi::Execute(st) == 1) {
+                found = replorigin_by_name(oname, true);
+                if (found == InvalidRepOriginId)
+                    found = replorigin_create(oname);
+            }
+            return found;
+        });
         if (id != InvalidRepOriginId) {
             replorigin_session_setup(id);
             replorigin_session_origin = id;
@@ -420,15 +420,18 @@ void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
     const char *name = peer_.c_str();
     PgCall([&] {
         PushActiveSnapshot(GetTransactionSnapshot());
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "gsb: SPI_connect failed");
         Oid types[1] = {TEXTOID};
         Datum values[1] = {CStringGetTextDatum(name)};
-        if (SPI_execute_with_args("UPDATE gsb.peers SET sync_state = 'ready', synced_at = "
-                                  "pg_catalog.now() WHERE name = $1",
-                                  1, types, values, nullptr, false, 0) != SPI_OK_UPDATE)
-            elog(ERROR, "gsb: could not mark the peer ready");
-        SPI_finish();
+        spi::Statement st;
+        st.sql = "UPDATE gsb.peers SET sync_state = 'ready', synced_at = pg_catalog.now() "
+                 "WHERE name = $1";
+        st.nargs = 1;
+        st.types = types;
+        st.values = values;
+        st.read_only = false;
+        st.expect = SPI_OK_UPDATE;
+        st.failure = "could not mark the peer ready";
+        spi::Execute(st);
         PopActiveSnapshot();
         replorigin_session_origin_lsn = consistent;
         replorigin_session_origin_timestamp = GetCurrentTimestamp();

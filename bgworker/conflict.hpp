@@ -4,7 +4,9 @@
 // Both sites run the same rules on the same facts, so they end with the same
 // row: the later commit timestamp wins, equal timestamps go to the primary
 // site's change, and a delete wins over a concurrent update. The decision is
-// a pure function (unit-tested); recording it is the apply back end's job.
+// a pure function without PostgreSQL (test/unit/conflict_test.cpp builds it
+// alone and plays each case from both sites); gathering its facts and
+// recording it is the apply back end's job (apply_conflict.hpp).
 #pragma once
 
 #include <cstdint>

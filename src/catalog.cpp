@@ -11,12 +11,20 @@ extern "C" {
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 }
 
 #include "catalog.hpp"
 
 namespace gsb::catalog {
+
+Oid KeyIndex(Relation rel) {
+    Oid idx = RelationGetReplicaIndex(rel);
+    if (!OidIsValid(idx))
+        idx = RelationGetPrimaryKeyIndex(rel);
+    return idx;
+}
 
 Oid GsbRelation(const char *relname) {
     Oid nsp = get_namespace_oid("gsb", true);

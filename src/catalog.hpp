@@ -4,10 +4,15 @@
 //
 // These are PostgreSQL-style functions: they may raise a PostgreSQL error, so
 // call them from frames without C++ objects or inside gsb::PgCall.
+// Also the one rule for which index is a table's key.
 // Not for: writing catalogs (the SQL API does that) or peers' state.
 #pragma once
 
 #include "pg.hpp"
+
+extern "C" {
+#include "utils/relcache.h"
+}
 
 namespace gsb::catalog {
 
@@ -23,5 +28,11 @@ char *LookupSiteName();
 
 // OID of a relation in schema gsb, or InvalidOid when absent.
 Oid GsbRelation(const char *relname);
+
+// The index by which gsb finds a table's rows: its replica identity index
+// (the primary key under REPLICA IDENTITY DEFAULT), else its primary key
+// (REPLICA IDENTITY FULL); InvalidOid when it has neither, which
+// gsb.replicate_table refuses. Uses the relcache's data only.
+Oid KeyIndex(Relation rel);
 
 } // namespace gsb::catalog

@@ -25,6 +25,7 @@ extern "C" {
 
 #include "binary_values.hpp"
 #include "interop.hpp"
+#include "spi.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(gsb_invalidate_relation);
@@ -172,15 +173,16 @@ Datum gsb_run_as_owner(PG_FUNCTION_ARGS) {
     uint64 processed = 0;
     PG_TRY();
     {
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "gsb: SPI_connect failed");
         Oid types[1] = {TEXTARRAYOID};
         Datum values[1] = {rows};
-        int rc = SPI_execute_with_args(sql, 1, types, values, nullptr, false, 0);
-        if (rc < 0)
-            elog(ERROR, "gsb: statement failed: %s", SPI_result_code_string(rc));
-        processed = SPI_processed;
-        SPI_finish();
+        gsb::spi::Statement st;
+        st.sql = sql;
+        st.nargs = 1;
+        st.types = types;
+        st.values = values;
+        st.read_only = false;
+        st.failure = "statement failed";
+        processed = gsb::spi::Execute(st);
     }
     PG_FINALLY();
     {

@@ -17,6 +17,7 @@ extern "C" {
 
 #include "gsb.hpp"
 #include "interop.hpp"
+#include "spi.hpp"
 #include "worker_util.hpp"
 
 namespace gsb {
@@ -63,15 +64,18 @@ std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &arg
     MemoryContext out_cxt = PgCall([] {
         return AllocSetContextCreate(TopMemoryContext, "gsb statement", ALLOCSET_SMALL_SIZES);
     });
-    int nrows = 0, ncols = 0;
-    char ***rows = nullptr;
+    // Where the reader below puts the rows.
+    struct Out {
+        MemoryContext cxt;
+        int nrows, ncols;
+        char ***rows;
+    } result = {out_cxt, 0, 0, nullptr};
     bool have_gsb = false;
     try {
         PgCall([&] {
-            SetCurrentStatementStartTimestamp();
-            StartTransactionCommand();
-            PushActiveSnapshot(GetTransactionSnapshot());
-            if (OidIsValid(get_extension_oid("gsb", true))) {
+            spi::InTransaction([&] {
+                if (!OidIsValid(get_extension_oid("gsb", true)))
+                    return;
                 have_gsb = true;
                 Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * (nargs + 1)));
                 char *nulls = static_cast<char *>(palloc0(nargs + 1));
@@ -84,36 +88,44 @@ std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &arg
                             OidInputFunctionCall(input, const_cast<char *>(texts[i]), ioparam, -1);
                     }
                 }
-                if (SPI_connect() != SPI_OK_CONNECT)
-                    elog(ERROR, "gsb: SPI_connect failed");
-                int rc =
-                    SPI_execute_with_args(sql, nargs, types.data(), values, nulls, read_only, 0);
-                if (rc < 0)
-                    elog(ERROR, "gsb: SPI failed: %s", SPI_result_code_string(rc));
-                if (SPI_tuptable != nullptr) {
-                    nrows = static_cast<int>(SPI_processed);
-                    ncols = SPI_tuptable->tupdesc->natts;
-                    rows = static_cast<char ***>(
-                        MemoryContextAllocZero(out_cxt, sizeof(char **) * (nrows + 1)));
-                    for (int r = 0; r < nrows; r++) {
-                        rows[r] = static_cast<char **>(
-                            MemoryContextAllocZero(out_cxt, sizeof(char *) * (ncols + 1)));
-                        for (int c = 0; c < ncols; c++) {
-                            char *v =
-                                SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1);
-                            rows[r][c] = v ? MemoryContextStrdup(out_cxt, v) : nullptr;
+                spi::Statement st;
+                st.sql = sql;
+                st.nargs = nargs;
+                st.types = types.data();
+                st.values = values;
+                st.nulls = nulls;
+                st.read_only = read_only;
+                spi::Execute(
+                    st,
+                    [](void *arg) {
+                        auto *out = static_cast<Out *>(arg);
+                        if (SPI_tuptable == nullptr)
+                            return;
+                        int nrows = static_cast<int>(SPI_processed);
+                        int ncols = SPI_tuptable->tupdesc->natts;
+                        out->nrows = nrows;
+                        out->ncols = ncols;
+                        out->rows = static_cast<char ***>(
+                            MemoryContextAllocZero(out->cxt, sizeof(char **) * (nrows + 1)));
+                        for (int r = 0; r < nrows; r++) {
+                            out->rows[r] = static_cast<char **>(
+                                MemoryContextAllocZero(out->cxt, sizeof(char *) * (ncols + 1)));
+                            for (int c = 0; c < ncols; c++) {
+                                char *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+                                                       c + 1);
+                                out->rows[r][c] = v ? MemoryContextStrdup(out->cxt, v) : nullptr;
+                            }
                         }
-                    }
-                }
-                SPI_finish();
-            }
-            PopActiveSnapshot();
-            CommitTransactionCommand();
+                    },
+                    &result);
+            });
         });
     } catch (...) {
         PgCall([&] { MemoryContextDelete(out_cxt); });
         throw;
     }
+    int nrows = result.nrows, ncols = result.ncols;
+    char ***rows = result.rows;
     std::vector<SqlRow> out;
     out.reserve(nrows);
     for (int r = 0; r < nrows; r++) {

@@ -1,0 +1,157 @@
+// apply_conflict.cpp: conflict inspection and recording (see
+// apply_conflict.hpp).
+#include "pg.hpp"
+
+extern "C" {
+#include "access/commit_ts.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/sysattr.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+}
+
+#include "apply_conflict.hpp"
+#include "spi.hpp"
+
+namespace gsb::apply {
+namespace {
+
+// Record-literal text of the key, e.g. (42) or (a,"b c").
+char *KeyText(Relation rel, Oid index_oid, TupleTableSlot *slot) {
+    Relation idx = index_open(index_oid, AccessShareLock);
+    StringInfoData buf;
+    initStringInfo(&buf);
+    appendStringInfoChar(&buf, '(');
+    slot_getallattrs(slot);
+    for (int k = 0; k < idx->rd_index->indnkeyatts; k++) {
+        AttrNumber a = idx->rd_index->indkey.values[k];
+        if (k > 0)
+            appendStringInfoChar(&buf, ',');
+        if (slot->tts_isnull[a - 1])
+            continue;
+        Oid out;
+        bool varlena;
+        getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), a - 1)->atttypid, &out, &varlena);
+        char *s = OidOutputFunctionCall(out, slot->tts_values[a - 1]);
+        bool quote = *s == '\0' || strpbrk(s, "(),\"\\ \t\n") != nullptr;
+        if (!quote) {
+            appendStringInfoString(&buf, s);
+            continue;
+        }
+        appendStringInfoChar(&buf, '"');
+        for (const char *p = s; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                appendStringInfoChar(&buf, *p);
+            appendStringInfoChar(&buf, *p);
+        }
+        appendStringInfoChar(&buf, '"');
+    }
+    appendStringInfoChar(&buf, ')');
+    index_close(idx, AccessShareLock);
+    return buf.data;
+}
+
+Datum RowJson(TupleTableSlot *slot) {
+    Datum row = ExecFetchSlotHeapTupleDatum(slot);
+    return DirectFunctionCall1(row_to_json, row);
+}
+
+} // namespace
+
+void RecordConflict(Session *s, Relation rel, RelMapEntry *e, conflict::Decision d,
+                    TupleTableSlot *keyslot, TupleTableSlot *local, TupleTableSlot *remote) {
+    s->conflicts++;
+    char *key = KeyText(rel, e->key_index, keyslot);
+    Datum local_json = local ? RowJson(local) : (Datum)0;
+    Datum remote_json = remote ? RowJson(remote) : (Datum)0;
+    Oid types[8] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONOID, JSONOID, TEXTOID, TIMESTAMPTZOID};
+    Datum values[8] = {ObjectIdGetDatum(RelationGetRelid(rel)),
+                       CStringGetTextDatum(key),
+                       CStringGetTextDatum(conflict::KindName(d.kind)),
+                       CStringGetTextDatum(conflict::ResolutionName(d.resolution)),
+                       local_json,
+                       remote_json,
+                       CStringGetTextDatum(s->peer_name),
+                       TimestampTzGetDatum(s->commit_ts)};
+    char nulls[8] = {' ', ' ', ' ', ' ', local ? ' ' : 'n', remote ? ' ' : 'n', ' ', ' '};
+    // gsb.conflicts is gsb's table: write it as the worker, not as the owner
+    // of the table in conflict.
+    SavedUser as_owner;
+    GetUserIdAndSecContext(&as_owner.userid, &as_owner.sec_context);
+    SetUserIdAndSecContext(s->worker_userid, s->worker_sec_context);
+    spi::Statement st;
+    st.sql = "INSERT INTO gsb.conflicts (relation, key, kind, resolution, local_row, remote_row, "
+             "remote_site, remote_commit_ts) VALUES ($1, $2, $3, $4, $5::pg_catalog.jsonb, "
+             "$6::pg_catalog.jsonb, $7, $8)";
+    st.nargs = 8;
+    st.types = types;
+    st.values = values;
+    st.nulls = nulls;
+    st.read_only = false;
+    st.expect = SPI_OK_INSERT;
+    st.failure = "could not record a conflict";
+    spi::Execute(st);
+    RestoreUser(as_owner);
+    ereport(LOG, (errmsg("gsb: conflict %s on table \"%s.%s\" key %s from peer \"%s\": %s",
+                         conflict::KindName(d.kind), e->nspname, e->relname, key, s->peer_name,
+                         conflict::ResolutionName(d.resolution))));
+}
+
+conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot *remote) {
+    conflict::Local l;
+    l.exists = found;
+    if (!found)
+        return l;
+    TupleTableSlot *local = r->local;
+    bool isnull = false;
+    TransactionId xmin =
+        DatumGetTransactionId(slot_getsysattr(local, MinTransactionIdAttributeNumber, &isnull));
+    if (!isnull && TransactionIdIsNormal(xmin) && TransactionIdEquals(xmin, r->ts_xid)) {
+        l.commit_ts = r->ts;
+        l.from_peer = r->ts_origin == s->origin;
+    } else if (!isnull) {
+        TimestampTz ts = 0;
+        RepOriginId origin = InvalidRepOriginId;
+        if (TransactionIdGetCommitTsData(xmin, &ts, &origin)) {
+            l.commit_ts = ts;
+            l.from_peer = origin == s->origin;
+            r->ts_xid = xmin;
+            r->ts = ts;
+            r->ts_origin = origin;
+        }
+    }
+    // The rules ask whether the rows are identical only for a local row that
+    // this peer's changes did not write (conflict::Decide): most updates
+    // replace a row the peer wrote, and skip the column-by-column comparison.
+    if (remote != nullptr && !l.from_peer) {
+        slot_getallattrs(local);
+        slot_getallattrs(remote);
+        TupleDesc desc = local->tts_tupleDescriptor;
+        bool same = true;
+        for (int j = 0; j < desc->natts && same; j++) {
+            Form_pg_attribute att = TupleDescAttr(desc, j);
+            if (att->attisdropped)
+                continue;
+            if (local->tts_isnull[j] != remote->tts_isnull[j])
+                same = false;
+            else if (!local->tts_isnull[j])
+                same = datum_image_eq(local->tts_values[j], remote->tts_values[j], att->attbyval,
+                                      att->attlen);
+        }
+        l.identical = same;
+    }
+    return l;
+}
+
+// A table whose changes need nothing from the executor but the heap and its
+// indexes: no triggers, no stored generated columns. Its inserts are
+
+} // namespace gsb::apply

@@ -1,0 +1,312 @@
+// apply_relation.cpp: the relation map and type input (see apply_relation.hpp).
+//
+// The map lives in its own context under TopMemoryContext; an entry's
+// context is rebuilt at each relation message, and the local side is
+// resolved again after a relcache invalidation of its table.
+#include "pg.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_relation.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+}
+
+#include "apply_relation.hpp"
+#include "binary_values.hpp"
+#include "catalog.hpp"
+
+namespace gsb::apply {
+namespace {
+
+HTAB *relmap = nullptr;
+MemoryContext relmap_cxt = nullptr;
+
+void InvalidateLocal(Datum, Oid relid) {
+    if (relmap == nullptr)
+        return;
+    HASH_SEQ_STATUS status;
+    hash_seq_init(&status, relmap);
+    RelMapEntry *e;
+    while ((e = static_cast<RelMapEntry *>(hash_seq_search(&status))) != nullptr)
+        if (!OidIsValid(relid) || e->localrelid == relid)
+            e->resolved = false;
+}
+
+void ApplyErrorCallback(void *arg) {
+    auto *a = static_cast<ErrorContextArg *>(arg);
+    StringInfoData buf;
+    initStringInfo(&buf);
+    appendStringInfo(&buf,
+                     "gsb applying %s from peer \"%s\" (remote transaction %u, finished at %X/%X",
+                     a->action, a->s->peer_name, a->s->xid, LSN_FORMAT_ARGS(a->s->final_lsn));
+    appendStringInfoChar(&buf, ')');
+    if (a->rel != nullptr && a->rel->relname != nullptr)
+        appendStringInfo(&buf, " to table \"%s.%s\"", a->rel->nspname, a->rel->relname);
+    if (a->rel != nullptr && a->remote_col >= 0 && a->remote_col < a->rel->ncols)
+        appendStringInfo(&buf, ", column \"%s\"", a->rel->colnames[a->remote_col]);
+    errcontext("%s", buf.data);
+    pfree(buf.data);
+}
+} // namespace
+
+void PushErrorContext(ErrorContextCallback *cb, ErrorContextArg *arg) {
+    cb->callback = ApplyErrorCallback;
+    cb->arg = arg;
+    cb->previous = error_context_stack;
+    error_context_stack = cb;
+}
+
+void InitRelationMap() {
+    if (relmap != nullptr)
+        return;
+    relmap_cxt =
+        AllocSetContextCreate(TopMemoryContext, "gsb relation map", ALLOCSET_DEFAULT_SIZES);
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof ctl);
+    ctl.keysize = sizeof(uint32);
+    ctl.entrysize = sizeof(RelMapEntry);
+    ctl.hcxt = relmap_cxt;
+    relmap = hash_create("gsb relation map", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    CacheRegisterRelcacheCallback(InvalidateLocal, 0);
+}
+
+void DefineRelation(const protocol::Message &msg) {
+    bool found = false;
+    uint32 key = msg.relid;
+    auto *e = static_cast<RelMapEntry *>(hash_search(relmap, &key, HASH_ENTER, &found));
+    if (found && e->cxt != nullptr)
+        MemoryContextDelete(e->cxt);
+    e->cxt = AllocSetContextCreate(relmap_cxt, "gsb relation", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(e->cxt);
+    e->nspname = pnstrdup(msg.nspname.data(), msg.nspname.size());
+    e->relname = pnstrdup(msg.relname.data(), msg.relname.size());
+    e->ncols = static_cast<int>(msg.columns.size());
+    e->colnames = static_cast<char **>(palloc(sizeof(char *) * Max(e->ncols, 1)));
+    e->typnames = static_cast<char **>(palloc(sizeof(char *) * Max(e->ncols, 1)));
+    for (int i = 0; i < e->ncols; i++) {
+        e->colnames[i] = pnstrdup(msg.columns[i].name.data(), msg.columns[i].name.size());
+        e->typnames[i] = pnstrdup(msg.columns[i].type_name.data(), msg.columns[i].type_name.size());
+    }
+    MemoryContextSwitchTo(old);
+    e->resolved = false;
+    e->localrelid = InvalidOid;
+}
+
+RelMapEntry *LookupEntry(uint32 remote_relid) {
+    bool found = false;
+    auto *e = static_cast<RelMapEntry *>(hash_search(relmap, &remote_relid, HASH_FIND, &found));
+    if (e == nullptr)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                 errmsg("gsb: change for relation %u before its relation message", remote_relid)));
+    return e;
+}
+
+void ResolveEntry(Session *s, RelMapEntry *e, ErrorContextArg *ctx) {
+    if (e->resolved)
+        return;
+    ctx->rel = e;
+    RangeVar *rv = makeRangeVar(e->nspname, e->relname, -1);
+    Oid relid = RangeVarGetRelid(rv, NoLock, true);
+    if (!OidIsValid(relid))
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_TABLE),
+                 errmsg("gsb: table \"%s.%s\" sent by peer \"%s\" does not exist on this site",
+                        e->nspname, e->relname, s->peer_name),
+                 errhint("Create the table with the same columns on both sites and call "
+                         "gsb.replicate_table() on each; apply resumes by itself.")));
+    if (catalog::LookupTableMode(relid) != catalog::TableMode::kRealtime)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("gsb: table \"%s.%s\" is replicated by peer \"%s\" but not by this site",
+                        e->nspname, e->relname, s->peer_name),
+                 errhint("Call gsb.replicate_table('%s.%s') on this site too.", e->nspname,
+                         e->relname)));
+
+    Relation rel = table_open(relid, RowExclusiveLock);
+    TupleDesc desc = RelationGetDescr(rel);
+    MemoryContext old = MemoryContextSwitchTo(e->cxt);
+    int natts = desc->natts;
+    e->attmap = static_cast<int *>(palloc(sizeof(int) * Max(e->ncols, 1)));
+    e->local_natts = natts;
+    e->in_fn = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * Max(natts, 1)));
+    e->in_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(natts, 1)));
+    e->recv_fn = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * Max(natts, 1)));
+    e->recv_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(natts, 1)));
+    e->fast = static_cast<uint8 *>(palloc0(sizeof(uint8) * Max(natts, 1)));
+    bool *mapped = static_cast<bool *>(palloc0(sizeof(bool) * Max(natts, 1)));
+    for (int i = 0; i < e->ncols; i++) {
+        ctx->remote_col = i;
+        int attnum = attnameAttNum(rel, e->colnames[i], false);
+        if (attnum == InvalidAttrNumber)
+            ereport(ERROR,
+                    (errcode(ERRCODE_UNDEFINED_COLUMN),
+                     errmsg("gsb: table \"%s.%s\" on this site has no column \"%s\", which peer "
+                            "\"%s\" sends",
+                            e->nspname, e->relname, e->colnames[i], s->peer_name),
+                     errhint("Give the table the same columns on both sites; apply resumes "
+                             "by itself.")));
+        Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+        if (att->attgenerated)
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("gsb: column \"%s\" of table \"%s.%s\" is generated on this "
+                                   "site but not on peer \"%s\"",
+                                   e->colnames[i], e->nspname, e->relname, s->peer_name)));
+        char *local_type = format_type_be(att->atttypid);
+        if (strcmp(local_type, e->typnames[i]) != 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATATYPE_MISMATCH),
+                     errmsg("gsb: column \"%s\" of table \"%s.%s\" is %s on this site but %s on "
+                            "peer \"%s\"",
+                            e->colnames[i], e->nspname, e->relname, local_type, e->typnames[i],
+                            s->peer_name),
+                     errhint("Give the column the same type on both sites; apply resumes by "
+                             "itself.")));
+        e->attmap[i] = attnum - 1;
+        mapped[attnum - 1] = true;
+    }
+    ctx->remote_col = -1;
+    for (int j = 0; j < natts; j++) {
+        Form_pg_attribute att = TupleDescAttr(desc, j);
+        if (att->attisdropped)
+            continue;
+        Oid fn;
+        getTypeInputInfo(att->atttypid, &fn, &e->in_ioparam[j]);
+        fmgr_info_cxt(fn, &e->in_fn[j], e->cxt);
+        Oid recv = InvalidOid;
+        getTypeBinaryInputInfo(att->atttypid, &recv, &e->recv_ioparam[j]);
+        fmgr_info_cxt(recv, &e->recv_fn[j], e->cxt);
+        e->fast[j] = static_cast<uint8>(values::DirectKindFor(recv));
+    }
+    Oid idx = catalog::KeyIndex(rel);
+    if (!OidIsValid(idx))
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("gsb: table \"%s.%s\" has no primary key on this site", e->nspname, e->relname),
+             errhint("gsb finds rows by key: add the same primary key as on the peer.")));
+    Relation idxrel = index_open(idx, AccessShareLock);
+    for (int k = 0; k < idxrel->rd_index->indnkeyatts; k++) {
+        AttrNumber a = idxrel->rd_index->indkey.values[k];
+        if (a <= 0 || !mapped[a - 1])
+            ereport(ERROR,
+                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                     errmsg("gsb: the key of table \"%s.%s\" on this site uses a column that "
+                            "peer \"%s\" does not send",
+                            e->nspname, e->relname, s->peer_name)));
+    }
+    index_close(idxrel, AccessShareLock);
+    e->key_index = idx;
+    MemoryContextSwitchTo(old);
+    table_close(rel, NoLock);
+    e->localrelid = relid;
+    e->resolved = true;
+}
+
+// Converts one remote value into the slot's column.
+void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_pg_attribute att,
+                Datum *value, bool *isnull) {
+    int j = e->attmap[remote_col];
+    switch (v.kind) {
+    case protocol::ValueKind::kNull:
+        *value = (Datum)0;
+        *isnull = true;
+        return;
+    case protocol::ValueKind::kUnchangedToast:
+        return; // keep what the slot has (the local row's value)
+    case protocol::ValueKind::kText: {
+        char *str = pnstrdup(v.data.data(), v.data.size());
+        *value = InputFunctionCall(&e->in_fn[j], str, e->in_ioparam[j], att->atttypmod);
+        *isnull = false;
+        return;
+    }
+    case protocol::ValueKind::kBinary: {
+        if (values::ReceiveDirect(static_cast<values::Direct>(e->fast[j]), v.data.data(),
+                                  v.data.size(), att->atttypmod, value)) {
+            *isnull = false;
+            return;
+        }
+        // A private, NUL-terminated copy of exactly the value (as receive
+        // functions expect), not initStringInfo's 1 KB per value.
+        int len = static_cast<int>(v.data.size());
+        StringInfoData buf;
+        buf.data = static_cast<char *>(palloc(len + 1));
+        memcpy(buf.data, v.data.data(), len);
+        buf.data[len] = '\0';
+        buf.len = len;
+        buf.maxlen = len + 1;
+        buf.cursor = 0;
+        *value = ReceiveFunctionCall(&e->recv_fn[j], &buf, e->recv_ioparam[j], att->atttypmod);
+        if (buf.cursor != buf.len)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+                            errmsg("gsb: incorrect binary data format in a value from the peer")));
+        *isnull = false;
+        return;
+    }
+    }
+}
+
+// Fills slot from a remote tuple. With base, columns the tuple does not carry
+// (unchanged TOAST, local-only columns) keep base's values; without base
+// they are NULL, or their default when with_defaults.
+void FillSlot(RelMapEntry *e, Relation rel, EState *estate, TupleTableSlot *slot,
+              const protocol::Tuple &tuple, TupleTableSlot *base, bool with_defaults,
+              ErrorContextArg *ctx) {
+    TupleDesc desc = RelationGetDescr(rel);
+    if (static_cast<int>(tuple.values.size()) != e->ncols)
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("gsb: peer sent %zu columns for table \"%s.%s\", its relation "
+                               "message said %d",
+                               tuple.values.size(), e->nspname, e->relname, e->ncols)));
+    ExecClearTuple(slot);
+    Datum *values = slot->tts_values;
+    bool *isnull = slot->tts_isnull;
+    bool *sent = static_cast<bool *>(palloc0(sizeof(bool) * Max(desc->natts, 1)));
+    if (base != nullptr) {
+        slot_getallattrs(base);
+        for (int j = 0; j < desc->natts; j++) {
+            values[j] = base->tts_values[j];
+            isnull[j] = base->tts_isnull[j];
+        }
+    } else {
+        for (int j = 0; j < desc->natts; j++) {
+            values[j] = (Datum)0;
+            isnull[j] = true;
+        }
+    }
+    for (int i = 0; i < e->ncols; i++) {
+        int j = e->attmap[i];
+        ctx->remote_col = i;
+        const protocol::Value &v = tuple.values[i];
+        if (v.kind == protocol::ValueKind::kUnchangedToast && base == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                            errmsg("gsb: peer sent an unchanged TOAST value for a new row")));
+        StoreValue(e, i, v, TupleDescAttr(desc, j), &values[j], &isnull[j]);
+        sent[j] = true;
+    }
+    ctx->remote_col = -1;
+    if (with_defaults) {
+        for (int j = 0; j < desc->natts; j++) {
+            Form_pg_attribute att = TupleDescAttr(desc, j);
+            if (sent[j] || att->attisdropped || att->attgenerated)
+                continue;
+            Expr *def = reinterpret_cast<Expr *>(build_column_default(rel, j + 1));
+            if (def == nullptr)
+                continue;
+            ExprState *st = ExecPrepareExpr(expression_planner(def), estate);
+            values[j] = ExecEvalExpr(st, GetPerTupleExprContext(estate), &isnull[j]);
+        }
+    }
+    ExecStoreVirtualTuple(slot);
+}
+
+} // namespace gsb::apply
