@@ -3,7 +3,9 @@
 
 extern "C" {
 #include "access/table.h"
+#include "catalog/pg_trigger.h"
 #include "nodes/makefuncs.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 }
 
@@ -55,7 +57,45 @@ Relation OpenTarget(Oid relid) {
         return target;
     CloseTarget();
     target = table_open(relid, RowExclusiveLock);
+    CheckDeferredTriggers(target);
     return target;
+}
+
+// Whether a trigger fires for the apply worker's changes, which run with
+// session_replication_role = replica.
+static bool FiresOnReplica(const Trigger *t) {
+    return t->tgenabled == TRIGGER_FIRES_ALWAYS || t->tgenabled == TRIGGER_FIRES_ON_REPLICA;
+}
+
+void CheckDeferredTriggers(Relation rel) {
+    TriggerDesc *td = rel->trigdesc;
+    if (td == nullptr)
+        return;
+    for (int i = 0; i < td->numtriggers; i++) {
+        const Trigger *t = &td->triggers[i];
+        if (t->tginitdeferred && FiresOnReplica(t))
+            ereport(ERROR,
+                    (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                     errmsg("trigger \"%s\" on table \"%s\" is deferred and fires for replicated "
+                            "changes, which gsb applies in a security-restricted context where "
+                            "deferred triggers cannot fire",
+                            t->tgname, RelationGetRelationName(rel)),
+                     errhint("Make it fire for local changes only (ALTER TABLE ... ENABLE TRIGGER "
+                             "%s), make it NOT DEFERRED, or drop it; the apply resumes by itself.",
+                             quote_identifier(t->tgname))));
+    }
+}
+
+const char *ReplicaTruncateTrigger(Relation rel) {
+    TriggerDesc *td = rel->trigdesc;
+    if (td == nullptr || !(td->trig_truncate_before_statement || td->trig_truncate_after_statement))
+        return nullptr;
+    for (int i = 0; i < td->numtriggers; i++) {
+        const Trigger *t = &td->triggers[i];
+        if (TRIGGER_FOR_TRUNCATE(t->tgtype) && FiresOnReplica(t))
+            return t->tgname;
+    }
+    return nullptr;
 }
 
 void CloseRowExec() {

@@ -145,6 +145,16 @@ void ChangeEnd(RowExec *r);
 Relation OpenTarget(Oid relid);
 void CloseTarget();
 
+// Raises a clear error, naming the trigger, when rel has a deferred trigger
+// that fires for replicated changes: it cannot fire in the restricted
+// context the worker applies changes in, and PostgreSQL's own error for that
+// names neither trigger nor table.
+void CheckDeferredTriggers(Relation rel);
+
+// The name of a TRUNCATE trigger of rel that fires for replicated changes,
+// or nullptr.
+const char *ReplicaTruncateTrigger(Relation rel);
+
 // After a rollback: forgets the kept state and the target (the rollback
 // released what they held).
 void ForgetExecState();

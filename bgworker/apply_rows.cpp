@@ -419,10 +419,20 @@ void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
     ChangeEnd(r);
 }
 
+// A TRUNCATE from the peer empties exactly the tables it names: never
+// CASCADE, whatever the peer did (a table that only this site has, with a
+// foreign key to one of them, keeps its rows, and the truncate is an apply
+// error until the reference is gone), as PostgreSQL's own apply does. Its
+// triggers (the only code of the owner's that a truncate runs) run as the
+// tables' owner in a restricted context; tables of several owners are
+// truncated together only when none has a trigger that fires for replicated
+// changes, since one statement can act as one role only.
 void ApplyTruncate(Session *s, const protocol::Message &msg, ErrorContextArg *ctx) {
     List *rels = NIL;
     List *relids = NIL;
     List *relids_logged = NIL;
+    Oid owner = InvalidOid;
+    bool one_owner = true;
     for (uint32_t remote_relid : msg.relids) {
         RelMapEntry *e = LookupEntry(remote_relid);
         ResolveEntry(s, e, ctx);
@@ -431,11 +441,34 @@ void ApplyTruncate(Session *s, const protocol::Message &msg, ErrorContextArg *ct
         relids = lappend_oid(relids, e->localrelid);
         if (RelationIsLogicallyLogged(rel))
             relids_logged = lappend_oid(relids_logged, e->localrelid);
+        if (!OidIsValid(owner))
+            owner = rel->rd_rel->relowner;
+        else if (owner != rel->rd_rel->relowner)
+            one_owner = false;
     }
-    ExecuteTruncateGuts(rels, relids, relids_logged,
-                        (msg.truncate_flags & protocol::kTruncateCascade) ? DROP_CASCADE
-                                                                          : DROP_RESTRICT,
+    SavedUser saved = {InvalidOid, 0};
+    if (one_owner && rels != NIL) {
+        saved = BecomeOwner(static_cast<Relation>(linitial(rels)));
+    } else {
+        ListCell *lc;
+        foreach (lc, rels) {
+            Relation rel = static_cast<Relation>(lfirst(lc));
+            const char *trigger = ReplicaTruncateTrigger(rel);
+            if (trigger != nullptr)
+                ereport(
+                    ERROR,
+                    (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                     errmsg("cannot apply a truncate of tables of different owners: table "
+                            "\"%s\" has trigger \"%s\", which fires for replicated changes",
+                            RelationGetRelationName(rel), trigger),
+                     errhint("Give the tables truncated together one owner, or make the trigger "
+                             "fire for local changes only (ALTER TABLE ... ENABLE TRIGGER).")));
+        }
+    }
+    ExecuteTruncateGuts(rels, relids, relids_logged, DROP_RESTRICT,
                         (msg.truncate_flags & protocol::kTruncateRestartIdentity) != 0);
+    if (OidIsValid(saved.userid))
+        RestoreUser(saved);
     ListCell *lc;
     foreach (lc, rels)
         table_close(static_cast<Relation>(lfirst(lc)), NoLock);
@@ -462,6 +495,7 @@ void FlushBatch(Session *s) {
     PushErrorContext(&cb, &ctx);
     PushActiveSnapshot(GetTransactionSnapshot());
     Relation rel = table_open(batch.relid, RowExclusiveLock);
+    CheckDeferredTriggers(rel);
     SavedUser saved = BecomeOwner(rel);
     // A few rows go row by row: for them the subtransaction (and its own
     // transaction id) costs more than it saves, which is what made
