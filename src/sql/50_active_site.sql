@@ -60,8 +60,23 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN gsb.active_site() = gsb._primary_name() THEN 'Primary' ELSE 'Backup' END
 $$;
 
--- Takes another site's view of the active site if it is newer than ours.
--- Returns true when it changed ours.
+-- The rule of views: is (p_term, p_active, p_mode, p_automatic), as site role
+-- p_from_role sees it, newer than (term, active, mode, automatic)? A higher
+-- term is newer; at an equal term the primary's view wins where it differs.
+-- NULL when it cannot tell (no term, or an equal term from an unknown role):
+-- callers count that as not newer.
+CREATE FUNCTION gsb._newer_view(term bigint, active text, mode text, automatic boolean,
+                                p_term bigint, p_active text, p_mode text, p_automatic boolean,
+                                p_from_role text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_term > term
+        OR (p_term = term AND p_from_role = 'primary'
+            AND (p_active, p_mode, p_automatic) IS DISTINCT FROM (active, mode, automatic))
+$$;
+
+-- Takes another site's view of the active site if it is newer than ours
+-- (gsb._newer_view). Returns true when it changed ours.
 CREATE FUNCTION gsb._adopt_state(p_term bigint, p_active text, p_mode text, p_automatic boolean,
                                  p_from_role text)
 RETURNS boolean
@@ -72,16 +87,13 @@ BEGIN
     -- Most heartbeats change nothing: look first, and lock (which writes
     -- WAL) only to change, so idle sites stay quiet.
     SELECT * INTO st FROM gsb.site_state;
-    IF p_term < st.term OR (p_term = st.term
-           AND (p_from_role IS DISTINCT FROM 'primary'
-                OR (p_active, p_mode, p_automatic) IS NOT DISTINCT FROM
-                   (st.active_site, st.mode, st.automatic))) THEN
+    IF NOT coalesce(gsb._newer_view(st.term, st.active_site, st.mode, st.automatic,
+                                    p_term, p_active, p_mode, p_automatic, p_from_role), false) THEN
         RETURN false;
     END IF;
     SELECT * INTO st FROM gsb.site_state FOR UPDATE;
-    IF p_term > st.term
-       OR (p_term = st.term AND p_from_role = 'primary'
-           AND (p_active, p_mode, p_automatic) IS DISTINCT FROM (st.active_site, st.mode, st.automatic)) THEN
+    IF gsb._newer_view(st.term, st.active_site, st.mode, st.automatic,
+                       p_term, p_active, p_mode, p_automatic, p_from_role) THEN
         UPDATE gsb.site_state
            SET term = p_term, active_site = p_active, mode = p_mode, automatic = p_automatic,
                changed_at = CASE WHEN p_active IS DISTINCT FROM st.active_site THEN now()
@@ -328,8 +340,137 @@ BEGIN
 END
 $$;
 
--- One step of the site monitor, with what its heartbeat found. Decides
--- automatic failover, failback and the maintenance window.
+-- The site state machine: the site monitor's decisions, as one pure function
+-- of what it knows (no table, setting or clock is read here; the window is
+-- checked at `at`). Its table of cases is sql/11_state_machine.sql.
+--
+-- In: this site (role, name) and the names of the primary and the backup;
+-- this site's view of the active site (term, active_site, mode, automatic);
+-- the peer's heartbeat answer (gsb._heartbeat(): name, role, term, active,
+-- mode, automatic, window; NULL when it did not answer); the timers (is the
+-- peer reachable, for how long it has been unreachable or reachable, how long
+-- since the last daily copy, NULL for never); whether the primary has caught
+-- up (NULL: not looked yet); the settings (gsb.failover_timeout in ms, 0 =
+-- never; gsb.failback_delay in ms, -1 = never; gsb.config_sync_interval;
+-- gsb.maintenance_window).
+--
+-- Out: adopt (the peer's view is newer: take it first), the view after this
+-- step, and the action: NULL (nothing), 'switch' (gsb._switch(to_site,
+-- reason, detail, next_mode, next_automatic)), 'check_caught_up' (look
+-- whether the primary has caught up, then ask again with the answer),
+-- 'daily_copy', 'begin_maintenance', 'end_maintenance'; result is what the
+-- monitor logs.
+--
+--  role    view (after adopting)              timers and settings                 action
+--  backup  active = primary                   unreachable >= failover_timeout > 0 switch: automatic failover
+--  backup  active = me, failed_over, automatic reachable >= failback_delay >= 0   check_caught_up, then
+--                                                                                 switch: failback if caught up
+--  backup  (none of the above)                reachable, daily copy never or due  daily_copy
+--  primary active = me, normal                reachable, inside the window        begin_maintenance
+--  primary maintenance, automatic             reachable, outside the window       end_maintenance
+--  any     otherwise                                                              nothing
+CREATE FUNCTION gsb._site_transition(
+    site_role text, site_name text, primary_site text, backup_site text,
+    term bigint, active_site text, mode text, automatic boolean,
+    peer_view text[],
+    reachable boolean, unreachable_ms bigint, reachable_ms bigint, since_daily_copy interval,
+    primary_caught_up boolean,
+    failover_timeout_ms bigint, failback_delay_ms bigint, config_sync_interval interval,
+    maintenance_window text, at timestamptz,
+    OUT adopt boolean, OUT next_term bigint, OUT next_active text, OUT next_mode text,
+    OUT next_automatic boolean, OUT action text, OUT to_site text, OUT reason text,
+    OUT detail text, OUT result text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    adopt := peer_view IS NOT NULL
+             AND coalesce(gsb._newer_view(term, active_site, mode, automatic,
+                                          peer_view[3]::bigint, peer_view[4], peer_view[5],
+                                          peer_view[6]::boolean, peer_view[2]), false);
+    IF adopt THEN
+        next_term := peer_view[3]::bigint;
+        next_active := peer_view[4];
+        next_mode := peer_view[5];
+        next_automatic := peer_view[6]::boolean;
+    ELSE
+        next_term := term;
+        next_active := active_site;
+        next_mode := mode;
+        next_automatic := automatic;
+    END IF;
+
+    IF site_role = 'backup' THEN
+        -- Automatic failover: the primary is completely unreachable.
+        IF next_active = primary_site AND NOT reachable AND failover_timeout_ms > 0
+           AND unreachable_ms >= failover_timeout_ms THEN
+            action := 'switch';
+            to_site := site_name;
+            reason := 'automatic failover';
+            detail := format('primary %s unreachable for %s ms', primary_site, unreachable_ms);
+            next_term := next_term + 1;
+            next_active := site_name;
+            next_mode := 'failed_over';
+            next_automatic := true;
+            result := 'failed over';
+            RETURN;
+        END IF;
+        -- Automatic failback after an automatic failover, once the primary
+        -- has caught up.
+        IF next_active = site_name AND next_mode = 'failed_over' AND next_automatic
+           AND failback_delay_ms >= 0 AND reachable AND reachable_ms >= failback_delay_ms THEN
+            IF primary_caught_up IS NULL THEN
+                action := 'check_caught_up';
+                RETURN;
+            END IF;
+            IF primary_caught_up THEN
+                action := 'switch';
+                to_site := primary_site;
+                reason := 'failback';
+                detail := format('primary reachable for %s ms and caught up', reachable_ms);
+                next_term := next_term + 1;
+                next_active := primary_site;
+                next_mode := 'normal';
+                next_automatic := false;
+                result := 'failed back';
+                RETURN;
+            END IF;
+        END IF;
+        -- The daily copy from the primary, every gsb.config_sync_interval.
+        IF reachable AND (since_daily_copy IS NULL OR since_daily_copy >= config_sync_interval) THEN
+            action := 'daily_copy';
+            RETURN;
+        END IF;
+    ELSIF reachable THEN
+        -- The primary runs its own maintenance window.
+        IF gsb._in_window(maintenance_window, at) THEN
+            IF next_active = site_name AND next_mode = 'normal' THEN
+                action := 'begin_maintenance';
+                to_site := backup_site;
+                reason := 'maintenance start';
+                detail := 'maintenance window ' || maintenance_window;
+                next_term := next_term + 1;
+                next_active := backup_site;
+                next_mode := 'maintenance';
+                next_automatic := true;
+                result := 'maintenance started';
+                RETURN;
+            END IF;
+        ELSIF next_mode = 'maintenance' AND next_automatic THEN
+            action := 'end_maintenance';
+            to_site := primary_site;
+            reason := 'maintenance end';
+            next_term := next_term + 1;
+            next_active := primary_site;
+            next_mode := 'normal';
+            next_automatic := false;
+            result := 'maintenance ended';
+            RETURN;
+        END IF;
+    END IF;
+END
+$$;
+
+-- One step of the site monitor, with what its heartbeat found: asks
+-- gsb._site_transition() what to do, and does it.
 CREATE FUNCTION gsb._monitor_tick(reachable boolean, unreachable_ms bigint, reachable_ms bigint,
                                   peer text[])
 RETURNS text
@@ -338,65 +479,51 @@ DECLARE
     me gsb.site := gsb._site();
     st gsb.site_state;
     prim text := gsb._primary_name();
+    backup text := gsb._backup_name();
     timeout_ms bigint := EXTRACT(EPOCH FROM current_setting('gsb.failover_timeout')::interval) * 1000;
     delay text := current_setting('gsb.failback_delay');
     delay_ms bigint;
+    sync_interval interval := current_setting('gsb.config_sync_interval')::interval;
+    win text := current_setting('gsb.maintenance_window');
+    at timestamptz := now();
     caught_up boolean;
+    t record;
 BEGIN
-    IF peer IS NOT NULL THEN
-        PERFORM gsb._adopt_state(peer[3]::bigint, peer[4], peer[5], peer[6]::boolean, peer[2]);
-    END IF;
     SELECT * INTO st FROM gsb.site_state;
     delay_ms := CASE WHEN delay = '-1' THEN -1
                      ELSE EXTRACT(EPOCH FROM delay::interval) * 1000 END;
-
-    IF me.role = 'backup' THEN
-        -- Automatic failover: the primary is completely unreachable.
-        IF st.active_site = prim AND NOT reachable AND timeout_ms > 0
-           AND unreachable_ms >= timeout_ms THEN
-            PERFORM gsb._switch(me.name, 'automatic failover',
-                                format('primary %s unreachable for %s ms', prim, unreachable_ms),
-                                'failed_over', true);
-            RETURN 'failed over';
-        END IF;
-        -- Automatic failback after an automatic failover.
-        IF st.active_site = me.name AND st.mode = 'failed_over' AND st.automatic
-           AND delay_ms >= 0 AND reachable AND reachable_ms >= delay_ms THEN
-            BEGIN
-                caught_up := gsb._wait_for(prim, '1 s');
-            EXCEPTION WHEN OTHERS THEN
-                caught_up := false;
-            END;
-            IF caught_up THEN
-                PERFORM gsb._switch(prim, 'failback',
-                                    format('primary reachable for %s ms and caught up', reachable_ms),
-                                    'normal', false);
-                RETURN 'failed back';
-            END IF;
-        END IF;
-        -- The daily copy from the primary, every gsb.config_sync_interval.
-        IF reachable AND (st.last_config_sync IS NULL
-                          OR now() - st.last_config_sync
-                             >= current_setting('gsb.config_sync_interval')::interval) THEN
-            BEGIN
-                RETURN format('daily copy: %s rows', gsb.sync_config());
-            EXCEPTION WHEN OTHERS THEN
-                RAISE WARNING 'gsb: the daily copy from % failed: %', prim, SQLERRM;
-                RETURN NULL;
-            END;
-        END IF;
-    ELSIF reachable THEN
-        -- The primary runs its own maintenance window.
-        IF gsb._in_window(current_setting('gsb.maintenance_window')) THEN
-            IF st.active_site = me.name AND st.mode = 'normal' THEN
-                PERFORM gsb._begin_maintenance(true);
-                RETURN 'maintenance started';
-            END IF;
-        ELSIF st.mode = 'maintenance' AND st.automatic THEN
-            PERFORM gsb.end_maintenance();
-            RETURN 'maintenance ended';
-        END IF;
+    t := gsb._site_transition(me.role, me.name, prim, backup,
+                              st.term, st.active_site, st.mode, st.automatic, peer,
+                              reachable, unreachable_ms, reachable_ms, at - st.last_config_sync,
+                              NULL, timeout_ms, delay_ms, sync_interval, win, at);
+    IF t.adopt THEN
+        PERFORM gsb._adopt_state(peer[3]::bigint, peer[4], peer[5], peer[6]::boolean, peer[2]);
     END IF;
-    RETURN NULL;
+    IF t.action = 'check_caught_up' THEN
+        BEGIN
+            caught_up := gsb._wait_for(prim, '1 s');
+        EXCEPTION WHEN OTHERS THEN
+            caught_up := false;
+        END;
+        t := gsb._site_transition(me.role, me.name, prim, backup,
+                                  st.term, st.active_site, st.mode, st.automatic, peer,
+                                  reachable, unreachable_ms, reachable_ms, at - st.last_config_sync,
+                                  caught_up, timeout_ms, delay_ms, sync_interval, win, at);
+    END IF;
+    IF t.action = 'switch' THEN
+        PERFORM gsb._switch(t.to_site, t.reason, t.detail, t.next_mode, t.next_automatic);
+    ELSIF t.action = 'daily_copy' THEN
+        BEGIN
+            RETURN format('daily copy: %s rows', gsb.sync_config());
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'gsb: the daily copy from % failed: %', prim, SQLERRM;
+            RETURN NULL;
+        END;
+    ELSIF t.action = 'begin_maintenance' THEN
+        PERFORM gsb._begin_maintenance(true);
+    ELSIF t.action = 'end_maintenance' THEN
+        PERFORM gsb.end_maintenance();
+    END IF;
+    RETURN t.result;
 END
 $$;
