@@ -63,6 +63,14 @@ CREATE FUNCTION gsb._release_peer(peer text) RETURNS void
 CREATE FUNCTION gsb._wake_supervisor() RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_wake_supervisor';
 
+-- The names of replication objects, built in one place (src/names.hpp): the
+-- slot on a peer from which `site` reads, and the origin of a peer's changes.
+CREATE FUNCTION gsb._slot_name(site text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gsb_slot_name';
+
+CREATE FUNCTION gsb._origin_name(site text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gsb_origin_name';
+
 -- One row per peer. lag_bytes: WAL the peer has sent past what is applied
 -- here (0 once caught up).
 CREATE VIEW gsb.status AS
@@ -102,19 +110,35 @@ BEGIN
 END
 $$;
 
--- The realtime tables of a site and their columns, one text row each, in a
+-- The one description of a table's columns, in column order: name, type
+-- (without typmod, as both sites print it), place in the primary key (NULL
+-- when not part of it) and whether it is generated. The checks of a peer's
+-- tables (gsb._table_columns), gsb.verify() and the copies read it.
+CREATE FUNCTION gsb._columns(rel oid)
+RETURNS TABLE (attnum int, col text, typ text, key_pos int, generated boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT a.attnum::int, a.attname::text, format_type(a.atttypid, NULL),
+           (SELECT k.ord::int
+              FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+             WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum),
+           a.attgenerated <> ''
+      FROM pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY a.attnum
+$$;
+
+-- The tables of a mode and their stored columns, one text row each, in a
 -- form both sites compute the same way.
 CREATE FUNCTION gsb._table_columns(p_mode text) RETURNS TABLE (tbl text, col text, typ text)
 LANGUAGE sql STABLE SET search_path = '' AS $$
     SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
-           a.attname::text, pg_catalog.format_type(a.atttypid, NULL)
+           k.col, k.typ
       FROM gsb.tables t
       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-     WHERE t.mode OPERATOR(pg_catalog.=) p_mode AND a.attnum OPERATOR(pg_catalog.>) 0
-       AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
+     CROSS JOIN LATERAL gsb._columns(c.oid) k
+     WHERE t.mode OPERATOR(pg_catalog.=) p_mode AND NOT k.generated
 $$;
 
 CREATE FUNCTION gsb.add_peer(site_name text, conninfo text, copy_data boolean DEFAULT true)
@@ -241,8 +265,8 @@ AS $$
 DECLARE
     me gsb.site := gsb._site();
     p gsb.peers;
-    slot text := 'gsb_' || me.name;
-    origin text := 'gsb_' || site_name;
+    slot text := gsb._slot_name(me.name);
+    origin text := gsb._origin_name(site_name);
     done boolean := false;
     tries int := 0;
 BEGIN
@@ -326,7 +350,7 @@ BEGIN
         -- Each peer's worker reads from the slot named after it here.
         SELECT count(*) INTO behind
           FROM gsb.peers p
-          LEFT JOIN pg_replication_slots s ON s.slot_name = 'gsb_' || p.name
+          LEFT JOIN pg_replication_slots s ON s.slot_name = gsb._slot_name(p.name)
          WHERE s.confirmed_flush_lsn IS NULL OR s.confirmed_flush_lsn < target;
         IF behind = 0 THEN
             RETURN true;
@@ -382,14 +406,11 @@ BEGIN
     END IF;
     FOR t IN
         SELECT c.oid::regclass AS relid, n.nspname, c.relname,
-               (SELECT string_agg(format('%I', a.attname), ',' ORDER BY a.attname)
-                  FROM pg_attribute a
-                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS cols,
-               (SELECT string_agg(format('%I', a.attname), ',' ORDER BY k.ord)
-                  FROM pg_index i
-                  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-                 WHERE i.indrelid = c.oid AND i.indisprimary) AS keycols
+               -- every column, generated ones too, by name (as name sorts)
+               (SELECT string_agg(format('%I', k.col), ',' ORDER BY k.col COLLATE "C")
+                  FROM gsb._columns(c.oid) k) AS cols,
+               (SELECT string_agg(format('%I', k.col), ',' ORDER BY k.key_pos)
+                  FROM gsb._columns(c.oid) k WHERE k.key_pos IS NOT NULL) AS keycols
           FROM gsb.tables gt
           JOIN pg_class c ON c.oid = gt.relid
           JOIN pg_namespace n ON n.oid = c.relnamespace
