@@ -810,7 +810,7 @@ machine_info() {
 		built="commit $(git -c safe.directory='*' -C "$repo" rev-parse --short "$ref")"
 	else
 		built="work tree at $(git -c safe.directory='*' -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
-		git -c safe.directory='*' -C "$repo" diff --quiet HEAD -- src bgworker gsb--0.1.sql 2>/dev/null ||
+		git -c safe.directory='*' -C "$repo" diff --quiet HEAD -- src bgworker 2>/dev/null ||
 			built="$built, with uncommitted changes"
 	fi
 	echo "- gsb: $built"

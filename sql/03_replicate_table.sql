@@ -46,3 +46,16 @@ SELECT gsb.replicate_table('shrinking');
 ALTER TABLE shrinking DROP COLUMN gone;
 SELECT relation, mode FROM gsb.replicated_tables WHERE relation = 'shrinking'::regclass;
 DROP TABLE shrinking;
+
+-- The one description of a table's columns (add_peer's and the daily copy's
+-- checks, gsb.verify() and the copies read it): column order, the type
+-- without typmod, the place in the primary key (here in key order b, a, not
+-- column order), generated columns marked, dropped ones left out.
+CREATE TABLE described (a int, gone text, b varchar(20), c numeric(10, 2),
+                        d int GENERATED ALWAYS AS (a * 2) STORED, PRIMARY KEY (b, a));
+ALTER TABLE described DROP COLUMN gone;
+SELECT * FROM gsb._columns('described'::regclass);
+SELECT gsb.replicate_table('described');
+SELECT * FROM gsb._table_columns('realtime') WHERE tbl = 'public.described' ORDER BY col;
+SELECT gsb.unreplicate_table('described');
+DROP TABLE described;

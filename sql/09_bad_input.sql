@@ -295,10 +295,11 @@ SELECT bad($q$SELECT gsb.sync_config()$q$);
 -- crash, no state changed by a NULL; a hint is not required of them.
 -- The STRICT ones in gsb.so (_invalidate_relation, _run_as_owner,
 -- _stop_worker, _release_peer, selftest_raise) do nothing on a NULL, which
--- is harmless; so do the monitor's _adopt_state, _heartbeat and
--- _monitor_tick (a NULL compares as nothing new). A NULL or empty window is
--- no window; a window that cannot be read never reaches _in_window, since
--- gsb.maintenance_window refuses it when it is set (08_sites).
+-- is harmless; so do the monitor's _adopt_state, _heartbeat, _monitor_tick
+-- and the pure _newer_view and _site_transition (a NULL compares as nothing
+-- new). A NULL or empty window is no window; a window that cannot be read
+-- never reaches _in_window, since gsb.maintenance_window refuses it when it
+-- is set (08_sites).
 ------------------------------------------------------------------------------
 SELECT bad($q$SELECT gsb._check_peer_name(NULL)$q$);
 SELECT bad($q$SELECT gsb._check_peer_name('')$q$);
@@ -310,6 +311,12 @@ SELECT bad($q$SELECT gsb._in_window('19:00-21:00 Mars/Olympus_Mons', now())$q$);
 SELECT bad($q$SELECT gsb._in_window('25:00-21:00 UTC', now())$q$);
 SELECT bad($q$SELECT count(*) FROM gsb._table_columns(NULL)$q$);
 SELECT bad($q$SELECT count(*) FROM gsb._table_columns('weekly')$q$);
+SELECT bad($q$SELECT count(*) FROM gsb._columns(NULL)$q$);
+SELECT bad($q$SELECT count(*) FROM gsb._columns(0)$q$);
+SELECT bad($q$SELECT gsb._slot_name(NULL)$q$);
+SELECT bad($q$SELECT gsb._origin_name(NULL)$q$);
+-- The names the apply worker gives to the slot on its peer and to its origin.
+SELECT gsb._slot_name('ams') AS slot, gsb._origin_name('nyc') AS origin;
 SELECT bad($q$SELECT gsb._invalidate_relation(NULL)$q$);
 SELECT bad($q$SELECT gsb._invalidate_relation(0)$q$);
 SELECT replace(bad(format($q$SELECT gsb._invalidate_relation(%s)$q$, :gone_oid)), :'gone_oid', 'gone_oid');
@@ -360,6 +367,12 @@ SELECT bad($q$SELECT gsb._heartbeat(NULL, NULL, NULL, NULL, NULL)$q$);
 SELECT bad($q$SELECT gsb._monitor_tick(NULL, NULL, NULL, NULL)$q$);
 SELECT bad($q$SELECT gsb._monitor_tick(true, 0, 0, '{}')$q$);
 SELECT bad($q$SELECT gsb._monitor_tick(true, 0, 0, '{ams,backup,x,y,z,w}')$q$);
+SELECT bad($q$SELECT gsb._newer_view(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._site_transition(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._site_transition('backup', 'nyc', 'ams', 'nyc', 1, 'ams', 'normal', false,
+                                          '{ams,primary,x}', true, 0, 0, NULL, NULL, 10000, 5000,
+                                          '1 day', '', now())$q$);
 -- None of it changed the active site or recorded an event.
 SELECT term, active_site, mode, automatic FROM gsb.site_state;
 SELECT count(*) AS events FROM gsb.site_events;

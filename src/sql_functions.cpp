@@ -1,6 +1,7 @@
 // sql_functions.cpp: SQL-callable helpers of the catalog layer, running a
-// statement as a table's owner, the self-test of the C++/PostgreSQL error
-// boundary and that of the direct binary values.
+// statement as a table's owner, the names of replication slots and origins,
+// the self-test of the C++/PostgreSQL error boundary and that of the direct
+// binary values.
 // Not for: worker control or replication status (bgworker/).
 #include "pg.hpp"
 
@@ -25,12 +26,44 @@ extern "C" {
 
 #include "binary_values.hpp"
 #include "interop.hpp"
+#include "names.hpp"
 #include "spi.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(gsb_invalidate_relation);
 PG_FUNCTION_INFO_V1(gsb_selftest_raise);
 PG_FUNCTION_INFO_V1(gsb_selftest_receive);
+PG_FUNCTION_INFO_V1(gsb_slot_name);
+PG_FUNCTION_INFO_V1(gsb_origin_name);
+}
+
+namespace {
+
+// The name make_name builds for site, as text. The C++ string is copied to a
+// palloc'd one inside Entry, so no C++ object is alive when PostgreSQL
+// builds the text value.
+template <typename MakeName> Datum NameDatum(text *site, MakeName make_name) {
+    char *site_c = text_to_cstring(site);
+    char *name_c = nullptr;
+    gsb::Entry([&] {
+        std::string name = make_name(std::string(site_c));
+        name_c = gsb::PgCall([&] { return pnstrdup(name.data(), name.size()); });
+    });
+    return PointerGetDatum(cstring_to_text(name_c));
+}
+
+} // namespace
+
+// gsb._slot_name(site text): the replication slot that site reads from on its
+// peer (gsb::SlotName), for the SQL API, which must not build it itself.
+Datum gsb_slot_name(PG_FUNCTION_ARGS) {
+    return NameDatum(PG_GETARG_TEXT_PP(0), gsb::SlotName);
+}
+
+// gsb._origin_name(peer text): the replication origin of that peer's changes
+// here (gsb::OriginName).
+Datum gsb_origin_name(PG_FUNCTION_ARGS) {
+    return NameDatum(PG_GETARG_TEXT_PP(0), gsb::OriginName);
 }
 
 // Queues a relcache invalidation for rel. It is logged with the transaction,
