@@ -326,6 +326,22 @@ SELECT replace(bad(format($q$SELECT gsb._run_as_owner(%s, 'SELECT 1', '{}')$q$, 
 SELECT bad($q$SELECT gsb._run_as_owner('bi_ok', '', '{}')$q$);
 SELECT bad($q$SELECT gsb._run_as_owner('bi_ok', 'not sql', '{}')$q$);
 SELECT bad($q$SELECT gsb._run_as_owner('bi_ok', 'SELECT 1; SELECT 2', '{}')$q$);
+SELECT bad($q$SELECT gsb._read_as_owner(NULL, 'SELECT 1')$q$);
+SELECT bad($q$SELECT gsb._read_as_owner(0, 'SELECT 1')$q$);
+SELECT bad($q$SELECT gsb._read_as_owner('bi_ok', 'SELECT 1 FROM generate_series(1, 2)')$q$);
+SELECT bad($q$SELECT gsb._read_as_owner('bi_ok', 'DELETE FROM bi_ok')$q$);
+SELECT bad($q$SELECT gsb._read_as_owner('pg_class', 'SELECT 1')$q$);
+SELECT bad($q$SELECT gsb._read_as_owner('bi_view', 'SELECT 1')$q$);
+-- Read as the table's owner (here the superuser that made it): one row.
+SELECT gsb._read_as_owner('bi_ok', 'SELECT 1, NULL, current_user') AS read_as_owner;
+SELECT bad($q$SELECT gsb._conninfo_has_password(NULL)$q$);
+SELECT gsb._conninfo_has_password('host=x password=') AS empty,
+       gsb._conninfo_has_password('host=x password=s3cret') AS given,
+       gsb._conninfo_has_password('not a conninfo =') AS unparsable;
+SELECT bad($q$SELECT gsb._check_table_rights(NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._digest(NULL)$q$);
+SELECT bad($q$SELECT gsb._digest('bi_ok')$q$);
+SELECT bad($q$SELECT count(*) FROM gsb._daily_rows()$q$);
 SELECT bad($q$SELECT gsb._peer_query(NULL, 'SELECT 1')$q$);
 SELECT bad($q$SELECT gsb._peer_query('host=127.0.0.1 port=1 connect_timeout=1', NULL)$q$);
 SELECT bad($q$SELECT gsb._peer_query('garbage', 'SELECT 1')$q$);

@@ -19,6 +19,9 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include <libpq-fe.h>
+#include <cstring>
+
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -176,26 +179,44 @@ Datum gsb_selftest_receive(PG_FUNCTION_ARGS) {
 
 extern "C" {
 PG_FUNCTION_INFO_V1(gsb_run_as_owner);
+PG_FUNCTION_INFO_V1(gsb_read_as_owner);
 }
 
-// gsb._run_as_owner(rel regclass, sql text, rows text[]) RETURNS bigint
-// Runs one statement ($1 = rows) as the owner of rel, in a restricted
-// security context with an empty search_path, the way PostgreSQL runs
-// maintenance on behalf of a table's owner: whatever code the owner attached
-// to the table (index expressions, constraints, defaults, triggers) runs with
-// the owner's rights, never with the caller's. Returns the rows processed.
-Datum gsb_run_as_owner(PG_FUNCTION_ARGS) {
-    Oid relid = PG_GETARG_OID(0);
-    char *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
-    Datum rows = PG_GETARG_DATUM(2);
+namespace {
+
+// The owner of relid, which must be a plain table: a registered relation
+// that its owner turned into something else (PostgreSQL 15 still turns an
+// empty table into a view with a _RETURN rule) is never read or written
+// through gsb, whose callers have more rights than its owner.
+Oid PlainTableOwner(Oid relid) {
     HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
     if (!HeapTupleIsValid(tup))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                         errmsg("gsb: relation with OID %u does not exist", relid),
                         errhint("Name an existing table.")));
-    Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
+    auto *form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup));
+    Oid owner = form->relowner;
+    char kind = form->relkind;
     ReleaseSysCache(tup);
+    if (kind != RELKIND_RELATION)
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+             errmsg("relation \"%s\" is not a plain table", get_rel_name(relid)),
+             errdetail("gsb reads and writes a registered relation only while it is an ordinary "
+                       "table."),
+             errhint("Unregister it with gsb.unreplicate_table(), or make it a table again.")));
+    return owner;
+}
 
+// Runs st as the owner of relid in a restricted security context with an
+// empty search_path, the way PostgreSQL runs maintenance on behalf of a
+// table's owner: whatever code the owner attached to the table (index
+// expressions, constraints, defaults, triggers, rules) runs with the owner's
+// rights, never with the caller's.
+uint64 ExecuteAsOwner(Oid relid, const gsb::spi::Statement &st, gsb::spi::Reader read = nullptr,
+                      void *read_arg = nullptr) {
+    Oid owner = PlainTableOwner(relid);
     Oid save_userid;
     int save_sec;
     GetUserIdAndSecContext(&save_userid, &save_sec);
@@ -205,23 +226,99 @@ Datum gsb_run_as_owner(PG_FUNCTION_ARGS) {
     SetConfigOption("search_path", "", PGC_USERSET, PGC_S_SESSION);
     uint64 processed = 0;
     PG_TRY();
-    {
-        Oid types[1] = {TEXTARRAYOID};
-        Datum values[1] = {rows};
-        gsb::spi::Statement st;
-        st.sql = sql;
-        st.nargs = 1;
-        st.types = types;
-        st.values = values;
-        st.read_only = false;
-        st.failure = "statement failed";
-        processed = gsb::spi::Execute(st);
-    }
+    { processed = gsb::spi::Execute(st, read, read_arg); }
     PG_FINALLY();
     {
         AtEOXact_GUC(false, nest);
         SetUserIdAndSecContext(save_userid, save_sec);
     }
     PG_END_TRY();
-    PG_RETURN_INT64(static_cast<int64>(processed));
+    return processed;
+}
+
+// Reader of gsb._read_as_owner: the columns of the one row as text.
+void ReadOneRow(void *arg) {
+    auto *out = static_cast<ArrayType **>(arg);
+    if (SPI_processed != 1)
+        ereport(ERROR, (errcode(ERRCODE_CARDINALITY_VIOLATION),
+                        errmsg("gsb: the statement returned %lu rows, not one",
+                               static_cast<unsigned long>(SPI_processed))));
+    TupleDesc desc = SPI_tuptable->tupdesc;
+    int n = desc->natts;
+    Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * (n > 0 ? n : 1)));
+    bool *nulls = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        char *v = SPI_getvalue(SPI_tuptable->vals[0], desc, i + 1);
+        nulls[i] = v == nullptr;
+        if (v != nullptr)
+            values[i] = PointerGetDatum(cstring_to_text(v));
+    }
+    // Made in the caller's context: SPI_finish frees SPI's own.
+    MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+    int dims[1] = {n};
+    int lbs[1] = {1};
+    *out = construct_md_array(values, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT);
+    MemoryContextSwitchTo(old);
+}
+
+} // namespace
+
+// gsb._run_as_owner(rel regclass, sql text, rows text[]) RETURNS bigint
+// Runs one statement ($1 = rows) as the owner of rel (ExecuteAsOwner).
+// Returns the rows processed.
+Datum gsb_run_as_owner(PG_FUNCTION_ARGS) {
+    Oid relid = PG_GETARG_OID(0);
+    char *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    Oid types[1] = {TEXTARRAYOID};
+    Datum values[1] = {PG_GETARG_DATUM(2)};
+    gsb::spi::Statement st;
+    st.sql = sql;
+    st.nargs = 1;
+    st.types = types;
+    st.values = values;
+    st.read_only = false;
+    st.failure = "statement failed";
+    PG_RETURN_INT64(static_cast<int64>(ExecuteAsOwner(relid, st)));
+}
+
+// gsb._read_as_owner(rel regclass, sql text) RETURNS text[]
+// Runs one read-only statement that returns one row as the owner of rel
+// (ExecuteAsOwner), under the caller's snapshot, and returns its columns as
+// text. How verify and the daily copy read a table: never with their own
+// (superuser) rights.
+Datum gsb_read_as_owner(PG_FUNCTION_ARGS) {
+    Oid relid = PG_GETARG_OID(0);
+    char *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    gsb::spi::Statement st;
+    st.sql = sql;
+    st.read_only = true;
+    st.expect = SPI_OK_SELECT;
+    st.failure = "statement failed";
+    ArrayType *row = nullptr;
+    ExecuteAsOwner(relid, st, ReadOneRow, &row);
+    PG_RETURN_ARRAYTYPE_P(row);
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(gsb_conninfo_has_password);
+}
+
+// gsb._conninfo_has_password(conninfo text) RETURNS boolean
+// Whether the connection string sets a non-empty password. A string libpq
+// cannot parse has none (add_peer's connection then fails with libpq's own
+// error).
+Datum gsb_conninfo_has_password(PG_FUNCTION_ARGS) {
+    char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    char *err = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    bool has = false;
+    if (opts != nullptr) {
+        for (PQconninfoOption *o = opts; o->keyword != nullptr; o++)
+            if (strcmp(o->keyword, "password") == 0 && o->val != nullptr && o->val[0] != '\0')
+                has = true;
+        PQconninfoFree(opts);
+    }
+    if (err != nullptr)
+        PQfreemem(err);
+    PG_RETURN_BOOL(has);
 }

@@ -29,8 +29,22 @@ BEGIN
             USING ERRCODE = 'duplicate_schema',
                   HINT = 'CREATE EXTENSION gsb needs an empty or new schema "gsb".';
     END IF;
+    -- gsb_admin administers gsb: a role of that name that someone made
+    -- beforehand (CREATEROLE suffices) could log in, or hold rights of its
+    -- own, and would be handed gsb's. Take only one made as gsb makes it: no
+    -- LOGIN, no password, no attribute and no membership of other roles.
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gsb_admin') THEN
         CREATE ROLE gsb_admin NOLOGIN;
+        COMMENT ON ROLE gsb_admin IS 'gsb: members administer gsb (made by CREATE EXTENSION gsb)';
+    ELSIF EXISTS (SELECT 1 FROM pg_authid a WHERE a.rolname = 'gsb_admin'
+                     AND (a.rolcanlogin OR a.rolsuper OR a.rolcreaterole OR a.rolcreatedb
+                          OR a.rolreplication OR a.rolbypassrls OR a.rolpassword IS NOT NULL))
+          OR EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+                      WHERE r.rolname = 'gsb_admin') THEN
+        RAISE EXCEPTION 'role "gsb_admin" exists and is not one that gsb made'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'It can log in, has a password or another attribute, or is a member of other roles.',
+                  HINT = 'Drop the role (or make it NOLOGIN with no password, attribute or membership) before CREATE EXTENSION gsb.';
     END IF;
 END
 $check$;

@@ -12,6 +12,17 @@ CREATE FUNCTION gsb._invalidate_relation(rel regclass) RETURNS void
 CREATE FUNCTION gsb._run_as_owner(rel regclass, sql text, rows text[]) RETURNS bigint
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_run_as_owner';
 
+-- Whether a libpq connection string sets a non-empty password.
+CREATE FUNCTION gsb._conninfo_has_password(conninfo text) RETURNS boolean
+    LANGUAGE c STRICT IMMUTABLE AS 'MODULE_PATHNAME', 'gsb_conninfo_has_password';
+
+-- Runs one read-only statement that returns one row as the owner of rel,
+-- restricted, with an empty search_path, under the caller's snapshot; returns
+-- the row's columns as text (verify and the daily copy read through it). Both
+-- refuse a relation that is not a plain table (42809).
+CREATE FUNCTION gsb._read_as_owner(rel regclass, sql text) RETURNS text[]
+    LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'gsb_read_as_owner';
+
 -- Raises an error of the given kind through gsb's C++/PostgreSQL boundary:
 -- 'postgres' (a PostgreSQL error inside a C++ frame), 'gsb' (a gsb::Error
 -- with SQLSTATE and hint), 'std' (a std::exception), 'alloc' (std::bad_alloc).

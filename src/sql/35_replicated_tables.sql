@@ -3,6 +3,27 @@
 ------------------------------------------------------------------------------
 -- Replicated tables.
 ------------------------------------------------------------------------------
+-- Registering a table makes gsb's workers write it with their rights, and
+-- unregistering stops its replication: a gsb_admin member may do either only
+-- for tables its login role owns (as a member of the owning role);
+-- superusers for any. The caller is the session's login role (inside a
+-- SECURITY DEFINER function current_user is gsb's owner), so a regclass made
+-- from a bare OID, which skips the schema's USAGE check, gains nothing.
+CREATE FUNCTION gsb._check_table_rights(rel regclass, owner oid) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF owner IS NULL OR (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+        RETURN;
+    END IF;
+    IF NOT pg_has_role(session_user, owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to replicate it or stop its replication', rel
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Ask its owner (%s) or a superuser; gsb_admin members register their own tables.',
+                                owner::regrole);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION gsb.replicate_table(rel regclass, mode text DEFAULT 'realtime') RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -42,6 +63,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Each site keeps its own; gsb.replicated_tables lists the built-in tables that gsb replicates.';
     END IF;
+    PERFORM gsb._check_table_rights(rel, c.relowner);
     IF c.relpersistence <> 'p' THEN
         RAISE EXCEPTION 'table "%" is not logged', rel
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -88,6 +110,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'gsb registers its own tables itself; only tables added with gsb.replicate_table() can be removed.';
     END IF;
+    PERFORM gsb._check_table_rights(rel, (SELECT relowner FROM pg_class WHERE oid = rel));
     DELETE FROM gsb.tables WHERE relid = rel;
     IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = rel) THEN
         RAISE EXCEPTION 'relation with OID % does not exist', rel::oid

@@ -141,9 +141,14 @@ LANGUAGE sql STABLE SET search_path = '' AS $$
      WHERE t.mode OPERATOR(pg_catalog.=) p_mode AND NOT k.generated
 $$;
 
+-- log_min_error_statement = panic: when add_peer fails, the statement (with
+-- the conninfo, which may hold a password) is not written to the server log
+-- with the error; the error itself still is. (The setting holds until the
+-- error has been reported: PostgreSQL restores it when the transaction ends.)
 CREATE FUNCTION gsb.add_peer(site_name text, conninfo text, copy_data boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
     me gsb.site;
@@ -162,6 +167,17 @@ BEGIN
         RAISE EXCEPTION 'a peer needs a connection string'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give a libpq connection string such as ''host=... port=... dbname=...''.';
+    END IF;
+    -- The server connects with its own credentials (its .pgpass, its
+    -- certificates, trust and peer authentication): a role that is not a
+    -- superuser must authenticate with a password of its own, as dblink
+    -- demands, or it could reach what only the server may.
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
+       AND NOT gsb._conninfo_has_password(conninfo) THEN
+        RAISE EXCEPTION 'password is required'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only superusers may add a peer whose connection string has no password.',
+                  HINT = 'Put password=... in the connection string, or have a superuser add the peer.';
     END IF;
     IF copy_data IS NULL THEN
         RAISE EXCEPTION 'copy_data must be true or false'
@@ -196,6 +212,12 @@ BEGIN
         RAISE EXCEPTION 'the peer at that address is site %, not %', facts[1], site_name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name the peer as it named itself in gsb.init_site().';
+    END IF;
+    IF EXISTS (SELECT 1 FROM gsb.peers p WHERE p.role = facts[2]) THEN
+        RAISE EXCEPTION 'this site already has a % peer: %', facts[2],
+                        (SELECT p.name FROM gsb.peers p WHERE p.role = facts[2] LIMIT 1)
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'gsb pairs one primary with one backup; drop the other peer first (gsb.drop_peer()).';
     END IF;
     IF facts[2] = me.role THEN
         RAISE EXCEPTION 'both sites are %', me.role
@@ -365,6 +387,41 @@ $$;
 
 -- Compares each realtime table (or one) with the peer, after both sides
 -- have applied what the other had committed when the call began.
+-- The row count and digest of one realtime table of this site, read as its
+-- owner (gsb._read_as_owner refuses anything but a plain table): verify calls
+-- it here and on the peer, with the same settings on both, so that both
+-- compute the same text for the same rows.
+CREATE FUNCTION gsb._digest(rel regclass) RETURNS text[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO' SET intervalstyle = 'postgres' SET extra_float_digits = 3
+SET timezone = 'UTC'
+AS $$
+DECLARE
+    cols text;
+    keycols text;
+    qualified text;
+BEGIN
+    IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM gsb.tables WHERE relid = rel AND mode = 'realtime') THEN
+        RAISE EXCEPTION 'table % is not replicated in real time on site %', rel, gsb.site_name()
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Register it with gsb.replicate_table() on every site.';
+    END IF;
+    -- every column, generated ones too, by name (as name sorts)
+    SELECT string_agg(format('%I', k.col), ',' ORDER BY k.col COLLATE "C"),
+           string_agg(format('%I', k.col), ',' ORDER BY k.key_pos) FILTER (WHERE k.key_pos IS NOT NULL)
+      INTO cols, keycols
+      FROM gsb._columns(rel) k;
+    SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    RETURN gsb._read_as_owner(rel,
+        format('SELECT count(*)::pg_catalog.text, '
+               'pg_catalog.md5(coalesce(pg_catalog.string_agg('
+               'pg_catalog.md5(ROW(%s)::pg_catalog.text), %L ORDER BY %s), %L)) '
+               'FROM ONLY %s', cols, '', coalesce(keycols, cols), '', qualified));
+END
+$$;
+
 CREATE FUNCTION gsb.verify(rel regclass DEFAULT NULL)
 RETURNS TABLE (relation regclass, local_rows bigint, peer_rows bigint, local_hash text,
                peer_hash text, status text)
@@ -376,9 +433,7 @@ AS $$
 DECLARE
     p gsb.peers;
     t record;
-    q text;
-    loc_rows text;
-    loc_hash text;
+    loc text[];
     rem text[];
     done boolean;
 BEGIN
@@ -405,31 +460,24 @@ BEGIN
         RAISE WARNING 'this site has not applied all of peer %''s changes yet', p.name;
     END IF;
     FOR t IN
-        SELECT c.oid::regclass AS relid, n.nspname, c.relname,
-               -- every column, generated ones too, by name (as name sorts)
-               (SELECT string_agg(format('%I', k.col), ',' ORDER BY k.col COLLATE "C")
-                  FROM gsb._columns(c.oid) k) AS cols,
-               (SELECT string_agg(format('%I', k.col), ',' ORDER BY k.key_pos)
-                  FROM gsb._columns(c.oid) k WHERE k.key_pos IS NOT NULL) AS keycols
+        SELECT c.oid::regclass AS relid, format('%I.%I', n.nspname, c.relname) AS qualified
           FROM gsb.tables gt
           JOIN pg_class c ON c.oid = gt.relid
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE gt.mode = 'realtime' AND (rel IS NULL OR gt.relid = rel)
          ORDER BY c.oid::regclass::text
     LOOP
-        q := format('SELECT count(*)::pg_catalog.text, '
-                    'pg_catalog.md5(coalesce(pg_catalog.string_agg('
-                    'pg_catalog.md5(ROW(%s)::pg_catalog.text), %L ORDER BY %s), %L)) '
-                    'FROM ONLY %I.%I', t.cols, '', coalesce(t.keycols, t.cols), '',
-                    t.nspname, t.relname);
-        EXECUTE q INTO loc_rows, loc_hash;
-        SELECT r INTO rem FROM gsb._peer_query(p.conninfo, q) r;
+        -- Each side reads its own table as that table's owner: a relation
+        -- that is no longer a plain table is refused on either side.
+        loc := gsb._digest(t.relid);
+        SELECT r[1]::text[] INTO rem FROM gsb._peer_query(p.conninfo,
+            'SELECT gsb._digest($1::pg_catalog.regclass)', ARRAY[t.qualified]) r;
         relation := t.relid;
-        local_rows := loc_rows::bigint;
+        local_rows := loc[1]::bigint;
         peer_rows := rem[1]::bigint;
-        local_hash := loc_hash;
+        local_hash := loc[2];
         peer_hash := rem[2];
-        status := CASE WHEN loc_rows = rem[1] AND loc_hash = rem[2] THEN 'match' ELSE 'differs' END;
+        status := CASE WHEN loc[1] = rem[1] AND loc[2] = rem[2] THEN 'match' ELSE 'differs' END;
         RETURN NEXT;
     END LOOP;
 END

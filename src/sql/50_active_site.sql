@@ -84,6 +84,12 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     st gsb.site_state;
 BEGIN
+    -- A view that names a site this site does not know is never taken: the
+    -- active site is always this site or one of its peers.
+    IF p_active IS NULL OR (p_active <> gsb.site_name()
+                            AND NOT EXISTS (SELECT 1 FROM gsb.peers WHERE name = p_active)) THEN
+        RETURN false;
+    END IF;
     -- Most heartbeats change nothing: look first, and lock (which writes
     -- WAL) only to change, so idle sites stay quiet.
     SELECT * INTO st FROM gsb.site_state;

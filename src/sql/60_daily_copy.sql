@@ -7,6 +7,35 @@
 -- Copies every daily table from the primary, from one snapshot of it, and
 -- replaces the backup's rows in one transaction: readers see the old set or
 -- the new one. Returns the number of rows the daily tables hold afterwards.
+-- On the primary: the rows of every daily table, one row per table (its
+-- quoted name and its rows as an array of JSON texts), each read as the
+-- table's owner (gsb._read_as_owner refuses anything but a plain table), all
+-- under the one snapshot of the calling statement.
+CREATE FUNCTION gsb._daily_rows() RETURNS TABLE (tbl text, rows_json text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO' SET intervalstyle = 'postgres' SET extra_float_digits = 3
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT c.oid::regclass AS rel,
+               quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
+          FROM gsb.tables gt JOIN pg_class c ON c.oid = gt.relid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE gt.mode = 'daily'
+         ORDER BY 2
+    LOOP
+        tbl := t.qualified;
+        rows_json := (gsb._read_as_owner(t.rel, format(
+            'SELECT pg_catalog.array_agg(pg_catalog.row_to_json(t)::pg_catalog.text) FROM ONLY %s t',
+            t.qualified)))[1];
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION gsb.sync_config() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -16,7 +45,8 @@ DECLARE
     me gsb.site := gsb._site();
     prim gsb.peers;
     problems text;
-    q text;
+    tbls text[];
+    rowsets text[];
     t record;
     total bigint := 0;
     n bigint;
@@ -50,16 +80,11 @@ BEGIN
 
     -- No trigger or rule that a table owner planted runs with our rights.
     SET LOCAL session_replication_role = replica;
-    CREATE TEMP TABLE IF NOT EXISTS gsb_sync_rows (tbl text, row_json text) ON COMMIT DROP;
-    TRUNCATE gsb_sync_rows;
-    -- One statement on the primary: one snapshot for every daily table.
-    SELECT string_agg(format('SELECT %L, pg_catalog.row_to_json(t)::pg_catalog.text FROM ONLY %s t',
-                             tbl, tbl), ' UNION ALL ')
-      INTO q
-      FROM (SELECT DISTINCT tbl FROM gsb._table_columns('daily')) d;
-    IF q IS NOT NULL THEN
-        INSERT INTO gsb_sync_rows SELECT r[1], r[2] FROM gsb._peer_query(prim.conninfo, q) r;
-    END IF;
+    -- One statement on the primary: one snapshot for every daily table. The
+    -- rows are kept in variables, never in a table: a caller could have
+    -- planted a temporary table of the same name, with triggers, in pg_temp.
+    SELECT array_agg(r[1]), array_agg(r[2]) INTO tbls, rowsets
+      FROM gsb._peer_query(prim.conninfo, 'SELECT tbl, rows_json FROM gsb._daily_rows()') r;
     FOR t IN
         SELECT c.oid::regclass AS rel, c.relkind
           FROM gsb.tables gt JOIN pg_class c ON c.oid = gt.relid
@@ -78,8 +103,9 @@ BEGIN
         n := gsb._run_as_owner(t.rel,
                  format('INSERT INTO %1$s SELECT (pg_catalog.json_populate_record(NULL::%1$s, '
                         'x::pg_catalog.json)).* FROM pg_catalog.unnest($1) x', qualified),
-                 coalesce((SELECT array_agg(r.row_json) FROM gsb_sync_rows r
-                            WHERE r.tbl = qualified), '{}'));
+                 coalesce((SELECT x.rows_json::text[]
+                             FROM unnest(tbls, rowsets) AS x(tbl, rows_json)
+                            WHERE x.tbl = qualified), '{}'));
         total := total + n;
     END LOOP;
     UPDATE gsb.site_state SET last_config_sync = now(), last_config_sync_rows = total;
