@@ -96,7 +96,9 @@ long GivenConnectTimeoutMs(const PQconninfoOption *given) {
 
 PeerTimeouts ApplyTimeouts() {
     PeerTimeouts t;
-    t.connect_ms = guc_apply_timeout_ms > 0 ? guc_apply_timeout_ms : 10000;
+    // Connecting takes 10 s at most, as it always did: a worker that
+    // cannot connect retries with backoff anyway.
+    t.connect_ms = guc_apply_timeout_ms > 0 ? std::min(guc_apply_timeout_ms, 10000) : 10000;
     t.query_ms = guc_apply_timeout_ms;
     t.link_ms = guc_apply_timeout_ms;
     t.setting = "gsb.apply_timeout";

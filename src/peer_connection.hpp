@@ -74,8 +74,8 @@ struct PeerTimeouts {
 };
 
 // The apply worker's timeouts, for its stream and its initial copy: every
-// wait for the peer bounded by gsb.apply_timeout (when 0: none, and 10 s to
-// connect).
+// wait for the peer bounded by gsb.apply_timeout (when 0: none), and 10 s
+// at most to connect.
 PeerTimeouts ApplyTimeouts();
 
 // The longest that gsb._peer_query may wait in this process (0: no cap). The
