@@ -123,8 +123,6 @@ class PeerConnection {
     // cannot take parameters).
     std::string QuoteIdent(const std::string &s) const;
     std::string QuoteLiteral(const std::string &s) const;
-    // "peer \"sjc\" (host:port)" or "the peer at host:port": for messages.
-    const std::string &Describe() const { return label_; }
 
     // now + ms, or 0 (no deadline) when ms <= 0.
     static TimestampTz DeadlineIn(long ms);
@@ -152,6 +150,8 @@ class PeerConnection {
     Kind kind_;
     PeerTimeouts timeouts_;
     std::string peer_name_;
+    // "peer \"sjc\" (host:port)" or "the peer at host:port": for messages
+    // (never the conninfo, which may hold a password).
     std::string label_;
     WaitEventSet *stream_wait_ = nullptr; // in TopMemoryContext
     int stream_wait_socket_ = -1;
