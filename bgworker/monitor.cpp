@@ -7,10 +7,11 @@
 // answered in time, is "unreachable"; a peer that answers with an error is
 // reachable but unhealthy, which never triggers an automatic failover.
 //
-// "In time": the peer is unreachable once it has not answered for
-// gsb.failover_timeout (10 s when that is 0), counted from its last answer,
-// so a frozen peer (whose kernel still accepts connections and bytes) is
-// found unreachable at the moment failover is due, not a deadline later. The decisions themselves
+// "In time": a heartbeat to a reachable peer must be answered within
+// gsb.failover_timeout (10 s when that is 0), and the peer counts as
+// unreachable since that heartbeat was sent. So a frozen peer (whose kernel
+// still accepts connections and bytes) is found unreachable at the moment
+// failover is due, not a deadline later. The decisions themselves
 // (failover after gsb.failover_timeout, failback after gsb.failback_delay, the maintenance window)
 // are taken by gsb._monitor_tick() in SQL, in one transaction per heartbeat; see the state machine
 // in the README.
@@ -119,9 +120,6 @@ void Run() {
     std::string conn_info;
     TimestampTz started = PgCall([] { return GetCurrentTimestamp(); });
     TimestampTz reachable_since = 0, unreachable_since = started;
-    // When the peer last answered a heartbeat (or when we started looking).
-    TimestampTz last_answer = started;
-    std::string watched; // the peer's conninfo that last_answer is about
     bool was_reachable = true;
     for (;;) {
         ReloadConfigIfPending();
@@ -132,21 +130,17 @@ void Run() {
                 bool reachable = false;
                 std::vector<std::string> peer;
                 // How long the peer may stay silent, and the deadline of this
-                // heartbeat: when that silence is over, or (once it is over:
-                // a peer found unreachable, tried again) a heartbeat interval
-                // from now, and a second at least.
+                // heartbeat: that silence for a peer that answered last time;
+                // a heartbeat interval (a second at least) for one found
+                // unreachable already, which is only tried again.
                 long silence_ms = guc_failover_timeout_ms > 0
                                       ? guc_failover_timeout_ms
                                       : std::max(10000L, 2L * guc_heartbeat_interval_ms);
                 TimestampTz before = PgCall([] { return GetCurrentTimestamp(); });
-                if (watched != st.conninfo) {
-                    // A new peer (or a new address): silent only from now on.
-                    watched = st.conninfo;
-                    last_answer = std::max(last_answer, before);
-                }
-                TimestampTz deadline = std::max(
-                    TimestampTzPlusMilliseconds(last_answer, silence_ms),
-                    TimestampTzPlusMilliseconds(before, std::max(1000, guc_heartbeat_interval_ms)));
+                TimestampTz deadline = TimestampTzPlusMilliseconds(
+                    before, was_reachable
+                                ? silence_ms
+                                : std::max(1000L, static_cast<long>(guc_heartbeat_interval_ms)));
                 try {
                     if (conn && conn_info != st.conninfo)
                         conn.reset();
@@ -173,7 +167,6 @@ void Run() {
                                      "$5::pg_catalog.bool)",
                                      5, params);
                     reachable = true;
-                    last_answer = PgCall([] { return GetCurrentTimestamp(); });
                     if (r.Rows() == 1 && !r.IsNull(0, 0))
                         peer.emplace_back(r.Get(0, 0));
                 } catch (const Error &e) {
@@ -187,10 +180,10 @@ void Run() {
                 TimestampTz now = PgCall([] { return GetCurrentTimestamp(); });
                 if (reachable && (!was_reachable || reachable_since == 0))
                     reachable_since = now;
-                // Unreachable since it last answered: the heartbeat that
-                // found out may have waited for it until now.
+                // Unreachable since it was asked: the heartbeat that found out
+                // may have waited for it until now.
                 if (!reachable && (was_reachable || unreachable_since == 0))
-                    unreachable_since = std::min(last_answer, now);
+                    unreachable_since = before;
                 if (reachable != was_reachable) {
                     bool r = reachable;
                     const char *why = error.c_str();
@@ -233,7 +226,6 @@ void Run() {
                 }
             } else {
                 conn.reset();
-                watched.clear();
                 Publish(false, 0, st.ready ? "no peer" : "site not initialised", st.ready);
             }
         } catch (const std::exception &e) {
