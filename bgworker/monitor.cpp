@@ -11,10 +11,12 @@
 // gsb.failover_timeout (10 s when that is 0), and the peer counts as
 // unreachable since that heartbeat was sent. So a frozen peer (whose kernel
 // still accepts connections and bytes) is found unreachable at the moment
-// failover is due, not a deadline later. The decisions themselves
-// (failover after gsb.failover_timeout, failback after gsb.failback_delay, the maintenance window)
-// are taken by gsb._monitor_tick() in SQL, in one transaction per heartbeat; see the state machine
-// in the README.
+// failover is due, not a deadline later.
+//
+// The decisions themselves (failover after gsb.failover_timeout, failback
+// after gsb.failback_delay, the maintenance window) are taken by
+// gsb._monitor_tick() in SQL, in one transaction per heartbeat; see the
+// state machine in the README.
 //
 // Not for: replication (apply_worker.cpp).
 #include "pg.hpp"
