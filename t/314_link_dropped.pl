@@ -58,7 +58,8 @@ my ($ev) = events_of($ams, 'automatic failover');
 my $committed = q1($ams,
 	"SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM gsb.site_events"
 	  . " WHERE reason = 'automatic failover' ORDER BY id LIMIT 1");
-my $took = ($committed || 0) - $cut_at;
+# No failover at all: no time, and the bound below fails.
+my $took = $committed ne "" ? $committed - $cut_at : 9999;
 note(sprintf('dropped packets: failover committed %.2f s after the link went silent (seen by polling '
 		  . 'after %.2f s; failover_timeout %d s); event detail: %s; monitor: %s',
 		$took, $seen, $FAILOVER_S, $ev ? $ev->{detail} : '',
