@@ -358,7 +358,8 @@ void ApplyWorker::Run() {
             slot_name_ = "gsb_" + cfg.local_site;
             SetState(PeerState::kConnecting);
             std::string appname = "gsb_apply_" + cfg.local_site;
-            PeerConnection repl(cfg.conninfo, PeerConnection::Kind::kReplication, appname.c_str());
+            PeerConnection repl(cfg.conninfo, PeerConnection::Kind::kReplication, appname.c_str(),
+                                ApplyTimeouts(), peer_);
             CheckEncoding(repl);
             if (cfg.sync_state != "ready")
                 InitialSync(repl, cfg);
@@ -390,7 +391,11 @@ void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
         repl.Exec("DROP_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_) + " WAIT");
     std::string create = "CREATE_REPLICATION_SLOT " + repl.QuoteIdent(slot_name_) +
                          " LOGICAL gsb (SNAPSHOT '" + (cfg.copy_data ? "export" : "nothing") + "')";
-    PgResult slot = repl.Exec(create);
+    // The peer waits there for its running transactions to end: that may
+    // take longer than a silence should, so give it five minutes at least.
+    long slot_ms = guc_apply_timeout_ms > 0 ? std::max(guc_apply_timeout_ms, 300000) : 0;
+    PgResult slot =
+        repl.ExecBy(PeerConnection::DeadlineIn(slot_ms), "creating the replication slot", create);
     if (slot.Rows() != 1 || slot.Cols() < 3)
         throw Error(ERRCODE_PROTOCOL_VIOLATION, "unexpected reply to CREATE_REPLICATION_SLOT");
     XLogRecPtr consistent = ParseLsn(slot.Get(0, 1));
@@ -402,7 +407,8 @@ void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
     if (cfg.copy_data) {
         std::string snapshot = slot.Get(0, 2);
         std::string appname = "gsb_copy_" + cfg.local_site;
-        PeerConnection sql(cfg.conninfo, PeerConnection::Kind::kSql, appname.c_str());
+        PeerConnection sql(cfg.conninfo, PeerConnection::Kind::kSql, appname.c_str(),
+                           ApplyTimeouts(), peer_);
         sql.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
         sql.Exec("SET TRANSACTION SNAPSHOT " + sql.QuoteLiteral(snapshot));
         PgResult tables =

@@ -3,12 +3,20 @@
 // Every gsb.heartbeat_interval it calls gsb._heartbeat() on the peer over a
 // connection it keeps open: the two sites exchange their views of the active
 // site (the higher term wins), and the monitor learns whether the peer is
-// reachable at all. A connection that cannot be made is "unreachable"; a
-// peer that answers with an error is reachable but unhealthy, which never
-// triggers an automatic failover. The decisions themselves (failover after
-// gsb.failover_timeout, failback after gsb.failback_delay, the maintenance
-// window) are taken by gsb._monitor_tick() in SQL, in one transaction per
-// heartbeat; see the state machine in the README.
+// reachable at all. A connection that cannot be made, or a heartbeat not
+// answered in time, is "unreachable"; a peer that answers with an error is
+// reachable but unhealthy, which never triggers an automatic failover.
+//
+// "In time": a heartbeat to a reachable peer must be answered within
+// gsb.failover_timeout (10 s when that is 0), and the peer counts as
+// unreachable since that heartbeat was sent. So a frozen peer (whose kernel
+// still accepts connections and bytes) is found unreachable at the moment
+// failover is due, not a deadline later.
+//
+// The decisions themselves (failover after gsb.failover_timeout, failback
+// after gsb.failback_delay, the maintenance window) are taken by
+// gsb._monitor_tick() in SQL, in one transaction per heartbeat; see the
+// state machine in the README.
 //
 // Not for: replication (apply_worker.cpp).
 #include "pg.hpp"
@@ -52,6 +60,7 @@ namespace {
 struct LocalState {
     bool ready = false; // extension installed and site initialised
     std::string site;
+    std::string peer;
     std::string conninfo; // empty: no peer
     std::string term, active, mode, automatic;
 };
@@ -59,9 +68,11 @@ struct LocalState {
 LocalState ReadLocal() {
     LocalState st;
     auto rows =
-        RunStatement("SELECT s.name, coalesce((SELECT conninfo FROM gsb.peers ORDER BY "
-                     "name LIMIT 1), ''), st.term::text, coalesce(st.active_site, ''), "
-                     "st.mode, st.automatic::text FROM gsb.site s CROSS JOIN gsb.site_state st");
+        RunStatement("SELECT s.name, coalesce(p.conninfo, ''), st.term::text, "
+                     "coalesce(st.active_site, ''), st.mode, st.automatic::text, "
+                     "coalesce(p.name, '') FROM gsb.site s CROSS JOIN gsb.site_state st "
+                     "LEFT JOIN LATERAL (SELECT name, conninfo FROM gsb.peers ORDER BY name "
+                     "LIMIT 1) p ON true");
     if (rows.size() != 1)
         return st;
     const SqlRow &row = rows[0];
@@ -72,6 +83,7 @@ LocalState ReadLocal() {
     st.active = row[3].value_or("");
     st.mode = row[4].value_or("normal");
     st.automatic = row[5].value_or("false");
+    st.peer = row[6].value_or("");
     return st;
 }
 
@@ -119,23 +131,43 @@ void Run() {
             if (st.ready && !st.conninfo.empty()) {
                 bool reachable = false;
                 std::vector<std::string> peer;
+                // How long the peer may stay silent, and the deadline of this
+                // heartbeat: that silence for a peer that answered last time;
+                // a heartbeat interval (a second at least) for one found
+                // unreachable already, which is only tried again.
+                long silence_ms = guc_failover_timeout_ms > 0
+                                      ? guc_failover_timeout_ms
+                                      : std::max(10000L, 2L * guc_heartbeat_interval_ms);
+                TimestampTz before = PgCall([] { return GetCurrentTimestamp(); });
+                TimestampTz deadline = TimestampTzPlusMilliseconds(
+                    before, was_reachable
+                                ? silence_ms
+                                : std::max(1000L, static_cast<long>(guc_heartbeat_interval_ms)));
                 try {
                     if (conn && conn_info != st.conninfo)
                         conn.reset();
                     if (!conn) {
                         std::string app = "gsb_monitor_" + st.site;
-                        int timeout = std::max(1000, 2 * guc_heartbeat_interval_ms);
-                        conn = std::make_unique<PeerConnection>(
-                            st.conninfo, PeerConnection::Kind::kSql, app.c_str(), timeout);
+                        PeerTimeouts timeouts;
+                        timeouts.connect_ms = TimestampDifferenceMilliseconds(before, deadline);
+                        timeouts.query_ms = silence_ms;
+                        timeouts.link_ms = silence_ms;
+                        timeouts.setting = guc_failover_timeout_ms > 0
+                                               ? "gsb.failover_timeout"
+                                               : "gsb.failover_timeout (when 0: 10 s)";
+                        conn = std::make_unique<PeerConnection>(st.conninfo,
+                                                                PeerConnection::Kind::kSql,
+                                                                app.c_str(), timeouts, st.peer);
                         conn_info = st.conninfo;
                     }
                     const char *params[5] = {st.site.c_str(), st.term.c_str(),
                                              st.active.empty() ? nullptr : st.active.c_str(),
                                              st.mode.c_str(), st.automatic.c_str()};
                     PgResult r =
-                        conn->Exec("SELECT gsb._heartbeat($1, $2::pg_catalog.int8, $3, $4, "
-                                   "$5::pg_catalog.bool)",
-                                   5, params);
+                        conn->ExecBy(deadline, "heartbeat",
+                                     "SELECT gsb._heartbeat($1, $2::pg_catalog.int8, $3, $4, "
+                                     "$5::pg_catalog.bool)",
+                                     5, params);
                     reachable = true;
                     if (r.Rows() == 1 && !r.IsNull(0, 0))
                         peer.emplace_back(r.Get(0, 0));
@@ -150,8 +182,10 @@ void Run() {
                 TimestampTz now = PgCall([] { return GetCurrentTimestamp(); });
                 if (reachable && (!was_reachable || reachable_since == 0))
                     reachable_since = now;
+                // Unreachable since it was asked: the heartbeat that found out
+                // may have waited for it until now.
                 if (!reachable && (was_reachable || unreachable_since == 0))
-                    unreachable_since = now;
+                    unreachable_since = before;
                 if (reachable != was_reachable) {
                     bool r = reachable;
                     const char *why = error.c_str();
@@ -176,6 +210,10 @@ void Run() {
                     {INT8OID, std::to_string(reachable_ms)},
                     {TEXTARRAYOID,
                      peer.empty() ? std::nullopt : std::optional<std::string>(peer[0])}};
+                // A peer just found unreachable is not waited for again in
+                // this tick (telling it of a failover, say): the tick must
+                // not stall on it.
+                peer_query_cap_ms = reachable ? 0 : 100;
                 auto rows = RunStatement("SELECT gsb._monitor_tick($1, $2, $3, $4)", args, false);
                 std::optional<std::string> action;
                 if (rows.size() == 1)

@@ -13,6 +13,7 @@ extern int guc_config_sync_interval_s;
 extern char *guc_maintenance_window;
 extern char *guc_fault_injection;
 extern int guc_apply_timeout_ms;
+extern int guc_peer_timeout_ms;
 extern int guc_http_port;
 extern char *guc_http_listen_addresses;
 extern char *guc_http_status_token;

@@ -31,6 +31,7 @@ int guc_config_sync_interval_s = 86400;
 char *guc_maintenance_window = nullptr;
 char *guc_fault_injection = nullptr;
 int guc_apply_timeout_ms = 60000;
+int guc_peer_timeout_ms = 10000;
 int guc_http_port = 0;
 char *guc_http_listen_addresses = nullptr;
 char *guc_http_status_token = nullptr;
@@ -106,6 +107,14 @@ void DefineGucs() {
                             "long.",
                             nullptr, &guc_apply_timeout_ms, 60000, 0, INT_MAX, PGC_SIGHUP,
                             GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("gsb.peer_timeout",
+                            "How long gsb's SQL functions wait for the peer: to connect, and "
+                            "for each answer.",
+                            "A function that asks the peer to wait (gsb.verify, "
+                            "gsb.failback) adds that wait; statement_timeout, when shorter, "
+                            "wins.",
+                            &guc_peer_timeout_ms, 10000, 100, INT_MAX, PGC_USERSET, GUC_UNIT_MS,
+                            nullptr, nullptr, nullptr);
     DefineCustomStringVariable(
         "gsb.fault_injection", "Comma-separated fault points to trigger (tests only).", nullptr,
         &guc_fault_injection, "", PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);

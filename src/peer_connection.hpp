@@ -1,18 +1,33 @@
-// peer_connection.hpp: the one place where gsb opens a connection to the
-// other site, for SQL (gsb.add_peer, gsb.verify, the site monitor) or for
-// replication (the apply worker).
+// peer_connection.hpp: the one place where gsb talks to the other site, for
+// SQL (gsb._peer_query, the site monitor's heartbeat, the initial copy) or
+// for replication (the apply worker's stream).
 //
-// Every wait is on the process latch and the socket together, so a backend
-// stays cancellable and a worker notices SIGTERM and postmaster death. Every
-// session opened on the peer runs with an empty search_path and fixed output
-// styles, so values travel in one format. Errors are gsb::Error with SQLSTATE
-// class 08 for connection failures.
+// Every call has a deadline. Connecting, sending and waiting for an answer
+// never block: each waits on the process latch and the socket together until
+// its deadline, taking interrupts meanwhile (a backend stays cancellable and
+// honours statement_timeout, a worker notices SIGTERM and postmaster death).
+// A deadline that passes closes the connection and raises SQLSTATE 08006
+// (08001 while connecting), with a context line naming the peer and what was
+// being done. TCP keepalives and tcp_user_timeout, derived from the caller's
+// timeout, make the kernel notice a link that silently drops packets; a SQL
+// session also gets statement_timeout on the peer, so the peer gives up a
+// query that nobody waits for any more (libpq 15's PQcancel would block with
+// no timeout on exactly the peers that deadlines are for: frozen or cut off).
+//
+// Every session opened on the peer runs with an empty search_path and fixed
+// output styles, so values travel in one format.
 #pragma once
 
 #include <string>
 #include <utility>
 
 #include "libpq-fe.h"
+
+#include "pg.hpp"
+
+extern "C" {
+#include "datatype/timestamp.h"
+}
 
 struct WaitEventSet; // storage/latch.h
 
@@ -46,13 +61,38 @@ class PgResult {
     PGresult *r_;
 };
 
+// How long a connection's calls may wait, and which setting says so.
+struct PeerTimeouts {
+    long connect_ms = 10000; // to connect and log in
+    long query_ms = 0;       // for each answer (and each send) by default; 0: no deadline
+    // How soon the kernel gives up a TCP link that stopped answering
+    // (keepalives, tcp_user_timeout); 0: libpq's defaults. A connection
+    // string that sets these keywords itself keeps its values.
+    long link_ms = 0;
+    // Named in the hint of a deadline error, e.g. "gsb.peer_timeout".
+    const char *setting = nullptr;
+};
+
+// The apply worker's timeouts, for its stream and its initial copy: every
+// wait for the peer bounded by gsb.apply_timeout (when 0: none), and 10 s
+// at most to connect.
+PeerTimeouts ApplyTimeouts();
+
+// The longest that gsb._peer_query may wait in this process (0: no cap). The
+// site monitor sets it while the peer is unreachable: its tick, which may
+// fail over, must not stall on that peer again.
+extern long peer_query_cap_ms;
+
 class PeerConnection {
   public:
     enum class Kind { kSql, kReplication };
 
-    // Connects, or throws gsb::Error (SQLSTATE 08001/08006).
+    // Connects within timeouts.connect_ms (or the conninfo's own
+    // connect_timeout, if shorter), or throws gsb::Error (SQLSTATE 08001,
+    // 08006). peer_name names the peer in errors ("" when unknown: then its
+    // host and port do).
     PeerConnection(const std::string &conninfo, Kind kind, const char *application_name,
-                   int timeout_ms = 10000);
+                   const PeerTimeouts &timeouts, const std::string &peer_name = "");
     ~PeerConnection();
     PeerConnection(const PeerConnection &) = delete;
     PeerConnection &operator=(const PeerConnection &) = delete;
@@ -60,13 +100,20 @@ class PeerConnection {
     // Runs one statement and returns its last result; throws unless the
     // status is one of PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_COPY_BOTH.
     // With params it uses the extended protocol (never on replication
-    // connections, which only speak the simple one).
+    // connections, which only speak the simple one). The answer is due
+    // within timeouts.query_ms.
     PgResult Exec(const std::string &sql, int nparams = 0, const char *const *params = nullptr);
+    // The same with a deadline of its own (0: none); `what` says what the
+    // statement is for, in the error context (default: the statement).
+    PgResult ExecBy(TimestampTz deadline, const char *what, const std::string &sql, int nparams = 0,
+                    const char *const *params = nullptr);
 
     // COPY BOTH (replication stream). Returns the length of a message
     // placed in *buf (free it with PQfreemem), 0 when none arrived within
     // timeout_ms, -1 when the stream ended. Throws on connection errors.
+    // (How long the stream may stay silent is the apply loop's business.)
     int GetCopyData(char **buf, long timeout_ms);
+    // Sends within timeouts.query_ms.
     void PutCopyData(const std::string &data);
 
     PGconn *conn() const { return conn_; }
@@ -77,17 +124,35 @@ class PeerConnection {
     std::string QuoteIdent(const std::string &s) const;
     std::string QuoteLiteral(const std::string &s) const;
 
+    // now + ms, or 0 (no deadline) when ms <= 0.
+    static TimestampTz DeadlineIn(long ms);
+
   private:
-    void Wait(bool for_write, long timeout_ms);
+    void Connect(const std::string &conninfo, const char *application_name);
+    // Waits until the socket can be read (or written, too, with
+    // for_write) or the deadline (0: none) has passed, taking interrupts.
+    // Returns false when the deadline has passed.
+    bool Wait(bool for_write, TimestampTz deadline);
     // The wait of a stream: on a set made once for the socket, the latch and
     // postmaster death, instead of a new epoll set per wait (three system
     // calls and a close each time, which a single-row stream pays per
     // transaction).
     void WaitReadable(long timeout_ms);
-    PgResult GetLastResult();
+    // Sends what libpq has queued (the connection is non-blocking).
+    void Flush(TimestampTz deadline, const char *what);
+    PgResult GetLastResult(TimestampTz deadline, const char *what);
+    // Closes the connection and throws the deadline error.
+    [[noreturn]] void Expired(const char *what, TimestampTz started);
+    void Close();
+    std::string Context(const char *what) const;
 
     PGconn *conn_ = nullptr;
     Kind kind_;
+    PeerTimeouts timeouts_;
+    std::string peer_name_;
+    // "peer \"sjc\" (host:port)" or "the peer at host:port": for messages
+    // (never the conninfo, which may hold a password).
+    std::string label_;
     WaitEventSet *stream_wait_ = nullptr; // in TopMemoryContext
     int stream_wait_socket_ = -1;
 };

@@ -17,6 +17,7 @@ extern "C" {
 #include "pgstat.h"
 }
 
+#include <climits>
 #include <csignal>
 #include <string>
 #include <vector>
@@ -42,8 +43,12 @@ Datum gsb_protocol_version(PG_FUNCTION_ARGS) {
     PG_RETURN_INT32(static_cast<int32>(gsb::SpokenProtocolVersion()));
 }
 
-// gsb._peer_query(conninfo text, query text, params text[]) RETURNS SETOF text[]
-// Runs one query on the peer and returns its rows as text arrays.
+// gsb._peer_query(conninfo text, query text, params text[], runs_for interval)
+// RETURNS SETOF text[]
+// Runs one query on the peer and returns its rows as text arrays. Connecting
+// and the answer together take at most gsb.peer_timeout plus runs_for (the
+// time the query is meant to run there, e.g. a wait it makes): past that,
+// an error of class 08.
 Datum gsb_peer_query(PG_FUNCTION_ARGS) {
     if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -59,12 +64,30 @@ Datum gsb_peer_query(PG_FUNCTION_ARGS) {
     char **params = static_cast<char **>(palloc0(sizeof(char *) * (nparams + 1)));
     for (int i = 0; i < nparams; i++)
         params[i] = pnulls[i] ? nullptr : TextDatumGetCString(pvalues[i]);
+    int64 runs_for_ms = 0;
+    if (PG_NARGS() > 3 && !PG_ARGISNULL(3)) {
+        Interval *span = PG_GETARG_INTERVAL_P(3);
+        // Months as 30 days, as interval comparison counts them.
+        int64 days = static_cast<int64>(span->month) * DAYS_PER_MONTH + span->day;
+        runs_for_ms = Max(int64{0}, days * SECS_PER_DAY * 1000 + span->time / 1000);
+        runs_for_ms = Min(runs_for_ms, int64{INT_MAX});
+    }
+    long timeout_ms = gsb::guc_peer_timeout_ms;
+    if (gsb::peer_query_cap_ms > 0)
+        timeout_ms = Min(timeout_ms, gsb::peer_query_cap_ms);
+    long total_ms = Min(static_cast<int64>(timeout_ms) + runs_for_ms, int64{INT_MAX});
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 
     return gsb::Entry([&] {
-        gsb::PeerConnection conn(conninfo, gsb::PeerConnection::Kind::kSql, "gsb");
-        gsb::PgResult r = conn.Exec(query, nparams, params);
+        gsb::PeerTimeouts timeouts;
+        timeouts.connect_ms = timeout_ms;
+        timeouts.query_ms = total_ms;
+        timeouts.link_ms = timeout_ms;
+        timeouts.setting = "gsb.peer_timeout";
+        TimestampTz deadline = gsb::PeerConnection::DeadlineIn(total_ms);
+        gsb::PeerConnection conn(conninfo, gsb::PeerConnection::Kind::kSql, "gsb", timeouts);
+        gsb::PgResult r = conn.ExecBy(deadline, nullptr, query, nparams, params);
         int rows = r.Rows(), cols = r.Cols();
         gsb::PgCall([&] {
             Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * Max(cols, 1)));

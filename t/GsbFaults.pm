@@ -29,7 +29,10 @@ our @EXPORT = qw(
   set_fault apply_pid wait_apply_pid wait_until try_psql
   writer_schema start_writer stop_writer
   exactly_once verify_all check_logs_except log_offset figures
+  freeze_cluster thaw_clusters
 );
+# Not exported by default: t/304 has its own.
+our @EXPORT_OK = qw(cluster_pids);
 
 # Totals over one test file, printed by figures().
 our %FIGURES = (faults => 0, rows_checked => 0, rows_lost => 0, rows_duplicated => 0);
@@ -276,5 +279,50 @@ sub figures
 		$scenarios, @FIGURES{qw(faults rows_checked rows_lost rows_duplicated)}));
 	return;
 }
+
+# cluster_pids($node): the postmaster of $node and all its children (from
+# /proc), the processes to stop to freeze a whole cluster.
+sub cluster_pids
+{
+	my ($node) = @_;
+	my $pm = $node->{_pid} or croak "no postmaster pid for " . site_name($node);
+	my @pids = ($pm);
+	opendir(my $d, '/proc') or croak "cannot read /proc: $!";
+	for my $p (grep { /^\d+$/ } readdir $d)
+	{
+		open(my $fh, '<', "/proc/$p/stat") or next;
+		my $stat = <$fh>;
+		close $fh;
+		# pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		my ($ppid) = $stat =~ /\)\s+\S+\s+(\d+)/;
+		push @pids, $p if defined $ppid && $ppid == $pm;
+	}
+	closedir $d;
+	return @pids;
+}
+
+# Processes stopped by freeze_cluster, continued by thaw_clusters and, in
+# any case, by the END block below: no test leaves a frozen cluster behind.
+my @frozen;
+
+# freeze_cluster($node): SIGSTOP to every process of $node's cluster (its
+# sockets stay open, it answers nothing). Returns how many were stopped.
+sub freeze_cluster
+{
+	my ($node) = @_;
+	my @pids = cluster_pids($node);
+	push @frozen, @pids;
+	return kill('STOP', @pids);
+}
+
+# thaw_clusters(): SIGCONT to every process that freeze_cluster stopped.
+sub thaw_clusters
+{
+	my $n = @frozen ? kill('CONT', @frozen) : 0;
+	@frozen = ();
+	return $n;
+}
+
+END { kill('CONT', @frozen) if @frozen; }
 
 1;

@@ -38,8 +38,10 @@ CREATE FUNCTION gsb.protocol_version() RETURNS int
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gsb_protocol_version';
 
 -- Runs one query on a peer (through gsb's connection helper, with an empty
--- search_path there) and returns its rows as text arrays.
-CREATE FUNCTION gsb._peer_query(conninfo text, query text, params text[] DEFAULT NULL)
+-- search_path there) and returns its rows as text arrays. It waits at most
+-- gsb.peer_timeout, plus runs_for when the query itself waits on the peer.
+CREATE FUNCTION gsb._peer_query(conninfo text, query text, params text[] DEFAULT NULL,
+                                runs_for interval DEFAULT NULL)
     RETURNS SETOF text[]
     LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_peer_query';
 
@@ -449,13 +451,15 @@ BEGIN
         RAISE EXCEPTION 'this site has no peer' USING ERRCODE = 'undefined_object',
             HINT = 'Add one with gsb.add_peer().';
     END IF;
+    -- An unreachable peer is an error at once (class 08), not after the wait.
+    PERFORM gsb._peer_query(p.conninfo, 'SELECT 1');
     -- A consistent point: our changes have reached the peer, and the peer's
     -- (as of now) have reached us.
     IF NOT gsb.wait_for_peer('60 s') THEN
         RAISE WARNING 'peer % has not applied all of this site''s changes yet', p.name;
     END IF;
     SELECT r[1]::boolean INTO STRICT done FROM gsb._peer_query(p.conninfo,
-        'SELECT gsb.wait_for_peer(''60 s'')::text') r;
+        'SELECT gsb.wait_for_peer(''60 s'')::text', runs_for => '60 s') r;
     IF NOT done THEN
         RAISE WARNING 'this site has not applied all of peer %''s changes yet', p.name;
     END IF;

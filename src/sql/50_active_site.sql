@@ -203,7 +203,7 @@ BEGIN
         -- our peer must have sent us everything: ask it to wait for us
         SELECT x INTO r FROM gsb._peer_query(p.conninfo,
             'SELECT gsb.wait_for_peer($1::pg_catalog.interval)::pg_catalog.text',
-            ARRAY[timeout::text]) x;
+            ARRAY[timeout::text], timeout) x;
         RETURN r[1]::boolean;
     END IF;
     RETURN gsb.wait_for_peer(timeout);
