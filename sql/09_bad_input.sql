@@ -335,6 +335,8 @@ SELECT bad($q$SELECT gsb._read_as_owner('bi_view', 'SELECT 1')$q$);
 -- Read as the table's owner (here the superuser that made it): one row.
 SELECT gsb._read_as_owner('bi_ok', 'SELECT 1, NULL, current_user') AS read_as_owner;
 SELECT bad($q$SELECT gsb._conninfo_has_password(NULL)$q$);
+SELECT bad($q$SELECT gsb._peer_login_uses_password(NULL)$q$);
+SELECT bad($q$SELECT gsb._peer_login_uses_password('host=127.0.0.1 port=1 connect_timeout=1')$q$);
 SELECT gsb._conninfo_has_password('host=x password=') AS empty,
        gsb._conninfo_has_password('host=x password=s3cret') AS given,
        gsb._conninfo_has_password('not a conninfo =') AS unparsable;

@@ -29,6 +29,7 @@ extern "C" {
 #include "shared_state.hpp"
 
 extern "C" {
+PG_FUNCTION_INFO_V1(gsb_peer_login_uses_password);
 PG_FUNCTION_INFO_V1(gsb_protocol_version);
 PG_FUNCTION_INFO_V1(gsb_peer_query);
 PG_FUNCTION_INFO_V1(gsb_worker_status);
@@ -109,6 +110,26 @@ Datum gsb_peer_query(PG_FUNCTION_ARGS) {
             }
         });
         return (Datum)0;
+    });
+}
+
+// gsb._peer_login_uses_password(conninfo text) RETURNS boolean
+// Connects to the peer (within gsb.peer_timeout) and says whether the peer
+// asked for the password to let us in. add_peer requires it of a caller who
+// is not a superuser, as dblink does: otherwise the server would reach the
+// peer with its own credentials (trust, peer, its .pgpass or certificates)
+// on that caller's behalf.
+Datum gsb_peer_login_uses_password(PG_FUNCTION_ARGS) {
+    char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    long timeout_ms = gsb::guc_peer_timeout_ms;
+    return gsb::Entry([&] {
+        gsb::PeerTimeouts timeouts;
+        timeouts.connect_ms = timeout_ms;
+        timeouts.query_ms = timeout_ms;
+        timeouts.link_ms = timeout_ms;
+        timeouts.setting = "gsb.peer_timeout";
+        gsb::PeerConnection conn(conninfo, gsb::PeerConnection::Kind::kSql, "gsb", timeouts);
+        return BoolGetDatum(PQconnectionUsedPassword(conn.conn()) != 0);
     });
 }
 

@@ -149,6 +149,13 @@ my $lab_conn = sql_quote($lab->connstr('postgres') . ' user=postgres');
 	extra_params => [ '-U', 'mallory' ]);
 isnt($rc, 0, "mallory cannot add a peer that the server reaches with its own credentials");
 like($err, qr/password/i, '... the error says a password is needed') or diag($err);
+# With a password in the conninfo, but a peer that lets the server in
+# without asking for it (trust): still the server's credentials.
+$lab_conn = sql_quote($lab->connstr('postgres') . ' user=postgres password=ignored');
+($rc, $out, $err) = $sjc->psql('postgres', "\\set VERBOSITY verbose\nSELECT gsb.add_peer('lab', $lab_conn)",
+	extra_params => [ '-U', 'mallory' ]);
+isnt($rc, 0, '... nor one that lets the server in without asking for the password');
+like($err, qr/did not ask|without asking/i, '... the error says so') or diag($err);
 is($sjc->safe_psql('postgres', "SELECT count(*) FROM gsb.peers WHERE name = 'lab'"), '0',
 	'no peer lab was added');
 

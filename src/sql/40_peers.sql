@@ -37,6 +37,10 @@ CREATE INDEX conflicts_at_idx ON gsb.conflicts (at);
 CREATE FUNCTION gsb.protocol_version() RETURNS int
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gsb_protocol_version';
 
+-- Connects to a peer and says whether it asked for the password.
+CREATE FUNCTION gsb._peer_login_uses_password(conninfo text) RETURNS boolean
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_peer_login_uses_password';
+
 -- Runs one query on a peer (through gsb's connection helper, with an empty
 -- search_path there) and returns its rows as text arrays. It waits at most
 -- gsb.peer_timeout, plus runs_for when the query itself waits on the peer.
@@ -180,6 +184,13 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only superusers may add a peer whose connection string has no password.',
                   HINT = 'Put password=... in the connection string, or have a superuser add the peer.';
+    END IF;
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
+       AND NOT gsb._peer_login_uses_password(conninfo) THEN
+        RAISE EXCEPTION 'password is required'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The peer let this server in without asking for the password.',
+                  HINT = 'Make the peer ask for a password (e.g. scram-sha-256 in pg_hba.conf), or have a superuser add the peer.';
     END IF;
     IF copy_data IS NULL THEN
         RAISE EXCEPTION 'copy_data must be true or false'
@@ -446,11 +457,7 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'gsb.verify() compares the tables registered with mode ''realtime''; NULL compares them all.';
     END IF;
-    SELECT * INTO p FROM gsb.peers ORDER BY name LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'this site has no peer' USING ERRCODE = 'undefined_object',
-            HINT = 'Add one with gsb.add_peer().';
-    END IF;
+    p := gsb._other_site();  -- 'this site has no peer' when there is none
     -- An unreachable peer is an error at once (class 08), not after the wait.
     PERFORM gsb._peer_query(p.conninfo, 'SELECT 1');
     -- A consistent point: our changes have reached the peer, and the peer's

@@ -173,7 +173,11 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     p gsb.peers;
 BEGIN
-    SELECT * INTO p FROM gsb.peers ORDER BY name LIMIT 1;
+    -- By role, never by name: the other site of a primary is its backup and
+    -- the other way round (add_peer allows one peer of each role).
+    SELECT * INTO p FROM gsb.peers
+     WHERE role IN ('primary', 'backup') AND role <> (SELECT s.role FROM gsb.site s)
+     ORDER BY name LIMIT 1;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'this site has no peer' USING ERRCODE = 'undefined_object',
             HINT = 'Add the other site with gsb.add_peer().';
