@@ -333,6 +333,8 @@ StringInfo Target(LogicalDecodingContext *ctx, PluginState *st, bool last) {
 // ping with a keepalive) and sends a keepalive of its own if one is due.
 // skipped_xact is false here, as pgoutput passes it for every change: the
 // transaction may still send something, and its end is reported at commit.
+// Nothing helps while the walsender spills a large transaction to disk (no
+// plugin runs then): see the README on logical_decoding_work_mem (t/319).
 void SkippedChange(LogicalDecodingContext *ctx, PluginState *st) {
     if (++st->skipped_changes < kSkippedChangesPerProgress)
         return;
