@@ -32,6 +32,7 @@ extern "C" {
 
 #include <new>
 #include <string>
+#include <type_traits>
 
 #include "catalog.hpp"
 #include "gsb.hpp"
@@ -54,6 +55,12 @@ struct StringInfoSink {
     }
 };
 using PgWriter = protocol::Writer<StringInfoSink>;
+// A PostgreSQL error may longjmp through the frames that hold a writer and its
+// sink (OutputPluginWrite, the type output functions): that skips no
+// destructor only as long as neither has one.
+static_assert(std::is_trivially_destructible_v<StringInfoSink> &&
+                  std::is_trivially_destructible_v<PgWriter>,
+              "a writer must be safe to longjmp over");
 
 // What the decoding session knows about one relation; lives in
 // RelationCache (CacheMemoryContext) and is rebuilt after invalidation.
@@ -72,7 +79,8 @@ struct RelEntry {
 HTAB *relation_cache = nullptr;
 bool callbacks_registered = false;
 
-void InvalidateRelation(Datum, Oid relid) {
+// Relcache callback; registered through InvalidateRelationEntry.
+void InvalidateRelation(Oid relid) {
     if (relation_cache == nullptr)
         return;
     if (!OidIsValid(relid)) {
@@ -92,6 +100,13 @@ void InvalidateRelation(Datum, Oid relid) {
     }
 }
 
+// Entry points from PostgreSQL (a relcache callback, a memory context reset
+// callback) run under Entry like the plugin's callbacks: nothing in them is
+// expected to throw, and nothing may escape if it ever does.
+void InvalidateRelationEntry(Datum, Oid relid) {
+    Entry([&] { InvalidateRelation(relid); });
+}
+
 void InitRelationCache() {
     if (relation_cache != nullptr) {
         // Left over from a session that ended with an error: start afresh so
@@ -107,7 +122,7 @@ void InitRelationCache() {
     relation_cache =
         hash_create("gsb relation cache", 128, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
     if (!callbacks_registered) {
-        CacheRegisterRelcacheCallback(InvalidateRelation, 0);
+        CacheRegisterRelcacheCallback(InvalidateRelationEntry, 0);
         callbacks_registered = true;
     }
 }
@@ -130,7 +145,12 @@ struct PluginState {
     StringInfo scratch;             // text form: the binary message to render
     protocol::TextRenderer *render; // text form only
     protocol::Message *message;     // text form only
+    int skipped_changes;            // skipped since the last progress update
 };
+
+// Progress is reported every this many skipped changes, as pgoutput does: a
+// clock read per call is cheap, one per change is not free.
+constexpr int kSkippedChangesPerProgress = 100;
 
 // Per-transaction state: whether BEGIN has been sent.
 struct TxnState {
@@ -142,17 +162,19 @@ PluginState *State(LogicalDecodingContext *ctx) {
 }
 
 // Destroys the text form's C++ objects when the decoding context goes away,
-// whether it ends cleanly or with an error.
+// whether it ends cleanly or with an error (a memory context reset callback).
 void DestroyTextObjects(void *arg) {
-    auto *st = static_cast<PluginState *>(arg);
-    if (st->render != nullptr) {
-        st->render->~TextRenderer();
-        st->render = nullptr;
-    }
-    if (st->message != nullptr) {
-        st->message->~Message();
-        st->message = nullptr;
-    }
+    Entry([&] {
+        auto *st = static_cast<PluginState *>(arg);
+        if (st->render != nullptr) {
+            st->render->~TextRenderer();
+            st->render = nullptr;
+        }
+        if (st->message != nullptr) {
+            st->message->~Message();
+            st->message = nullptr;
+        }
+    });
 }
 
 void ParseOptions(PluginState *st, List *options) {
@@ -237,15 +259,16 @@ void Startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init
         MemoryContextCallback *cb =
             static_cast<MemoryContextCallback *>(palloc(sizeof(MemoryContextCallback)));
         MemoryContextSwitchTo(old);
-        protocol::TextOptions topts;
-        topts.include_lsn = st->include_lsn;
-        topts.include_xids = st->include_xids;
-        // Constructors that may throw run under Entry (our caller).
-        st->render = new (rmem) protocol::TextRenderer(topts);
-        st->message = new (mmem) protocol::Message();
+        // The callback first: whatever is built below is destroyed with the
+        // context, even if the second constructor throws (under Entry).
         cb->func = DestroyTextObjects;
         cb->arg = st;
         MemoryContextRegisterResetCallback(ctx->context, cb);
+        protocol::TextOptions topts;
+        topts.include_lsn = st->include_lsn;
+        topts.include_xids = st->include_xids;
+        st->render = new (rmem) protocol::TextRenderer(topts);
+        st->message = new (mmem) protocol::Message();
     }
     InitRelationCache();
 }
@@ -299,6 +322,24 @@ StringInfo Target(LogicalDecodingContext *ctx, PluginState *st, bool last) {
         return ctx->out;
     resetStringInfo(st->scratch);
     return st->scratch;
+}
+
+// A change that is not sent (its table is not replicated). Replaying a large
+// transaction of such changes sends nothing, and a walsender reads its
+// receiver's messages only when it writes or when it is told of progress: so,
+// every kSkippedChangesPerProgress, tell it. In the middle of a transaction
+// PostgreSQL 15's walsender then, once half of wal_sender_timeout has passed
+// since the receiver last spoke, reads the receiver's replies (answering a
+// ping with a keepalive) and sends a keepalive of its own if one is due.
+// skipped_xact is false here, as pgoutput passes it for every change: the
+// transaction may still send something, and its end is reported at commit.
+// Nothing helps while the walsender spills a large transaction to disk (no
+// plugin runs then): see the README on logical_decoding_work_mem (t/319).
+void SkippedChange(LogicalDecodingContext *ctx, PluginState *st) {
+    if (++st->skipped_changes < kSkippedChangesPerProgress)
+        return;
+    st->skipped_changes = 0;
+    OutputPluginUpdateProgress(ctx, false);
 }
 
 const char *OriginSite(PluginState *st, LogicalDecodingContext *ctx) {
@@ -454,6 +495,8 @@ void CommitTxn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr co
         pfree(ts);
         txn->output_plugin_private = nullptr;
     }
+    // The commit reports progress below, whatever was skipped before it.
+    st->skipped_changes = 0;
     if (!sent) {
         // Nothing of this transaction was ours to send: let the walsender
         // confirm progress anyway, so an idle slot still advances.
@@ -471,8 +514,10 @@ void Change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
             ReorderBufferChange *change) {
     auto *st = State(ctx);
     RelEntry *e = GetRelEntry(rel, st->binary_values);
-    if (!e->replicated)
+    if (!e->replicated) {
+        SkippedChange(ctx, st);
         return;
+    }
     MemoryContext old = MemoryContextSwitchTo(st->change_ctx);
     SendBeginIfNeeded(ctx, st, txn);
     if (!e->schema_sent)
@@ -562,6 +607,8 @@ void Truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations
         PgWriter w(sink);
         w.Truncate(flags, relids, static_cast<uint32_t>(n));
         Emit(ctx, st, true);
+    } else {
+        SkippedChange(ctx, st);
     }
     MemoryContextSwitchTo(old);
     MemoryContextReset(st->change_ctx);
@@ -610,7 +657,7 @@ static void gsb_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int
     gsb::Entry([&] { gsb::Truncate(ctx, txn, nrelations, relations, change); });
 }
 static bool gsb_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id) {
-    return gsb::FilterByOrigin(ctx, origin_id);
+    return gsb::Entry([&] { return gsb::FilterByOrigin(ctx, origin_id); });
 }
 
 void _PG_output_plugin_init(OutputPluginCallbacks *cb) {
