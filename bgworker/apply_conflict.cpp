@@ -105,15 +105,12 @@ void RecordConflict(Session *s, Relation rel, RelMapEntry *e, conflict::Decision
                          conflict::ResolutionName(d.resolution))));
 }
 
-conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot *remote) {
+conflict::Local InspectRow(Session *s, RowExec *r, TupleTableSlot *row) {
     conflict::Local l;
-    l.exists = found;
-    if (!found)
-        return l;
-    TupleTableSlot *local = r->local;
+    l.exists = true;
     bool isnull = false;
     TransactionId xmin =
-        DatumGetTransactionId(slot_getsysattr(local, MinTransactionIdAttributeNumber, &isnull));
+        DatumGetTransactionId(slot_getsysattr(row, MinTransactionIdAttributeNumber, &isnull));
     if (!isnull && TransactionIdIsNormal(xmin) && TransactionIdEquals(xmin, r->ts_xid)) {
         l.commit_ts = r->ts;
         l.from_peer = r->ts_origin == s->origin;
@@ -128,6 +125,14 @@ conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot 
             r->ts_origin = origin;
         }
     }
+    return l;
+}
+
+conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot *remote) {
+    if (!found)
+        return conflict::Local{};
+    TupleTableSlot *local = r->local;
+    conflict::Local l = InspectRow(s, r, local);
     // The rules ask whether the rows are identical only for a local row that
     // this peer's changes did not write (conflict::Decide): most updates
     // replace a row the peer wrote, and skip the column-by-column comparison.
@@ -150,8 +155,5 @@ conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot 
     }
     return l;
 }
-
-// A table whose changes need nothing from the executor but the heap and its
-// indexes: no triggers, no stored generated columns. Its inserts are
 
 } // namespace gsb::apply

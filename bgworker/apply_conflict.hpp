@@ -20,6 +20,10 @@ namespace gsb::apply {
 // remote row to compare it with.
 conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot *remote);
 
+// The same for another local row than r->local (the holder of the key that
+// an update moves its row to); no comparison with the remote row.
+conflict::Local InspectRow(Session *s, RowExec *r, TupleTableSlot *row);
+
 // Records decision d about the row under keyslot's key in gsb.conflicts,
 // with the local and remote rows when known, and logs it.
 void RecordConflict(Session *s, Relation rel, RelMapEntry *e, conflict::Decision d,
