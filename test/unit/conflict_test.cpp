@@ -14,6 +14,7 @@
 
 #include <cctype>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -347,13 +348,41 @@ Local LocalOf(const Table &t, int key, const KeyChange &c) {
     return l;
 }
 
-void ApplyRemoteChange(Table &t, const KeyChange &c, bool local_is_primary,
+// Rows lost to a concurrent delete (RememberLostRow in apply_conflict.hpp),
+// by key, until the stream passes their time.
+using LostRows = std::map<int, TableRow>;
+
+void ApplyRemoteChange(Table &t, LostRows &lost, const KeyChange &c, bool local_is_primary,
                        std::vector<Kind> *seen) {
-    Decision d = Decide(c.op, LocalOf(t, c.key, c), c.ts, local_is_primary);
+    for (auto it = lost.begin(); it != lost.end();)
+        it = it->second.ts < c.ts ? lost.erase(it) : std::next(it);
+    Local l = LocalOf(t, c.key, c);
+    auto lost_row = lost.find(c.key);
+    bool restore = false;
+    if (lost_row != lost.end()) {
+        // An insert meeting no row, or a change meeting the row that came
+        // back in its place: weighed against the lost row.
+        if (c.op == Op::kInsert && !l.exists) {
+            l.exists = true;
+            l.commit_ts = lost_row->second.ts;
+            restore = true;
+        } else if (c.op == Op::kUpdate && l.exists && l.from_peer &&
+                   lost_row->second.ts > l.commit_ts) {
+            l.from_peer = false;
+            l.identical = false;
+            l.commit_ts = lost_row->second.ts;
+        }
+    }
+    Decision d = Decide(c.op, l, c.ts, local_is_primary);
     if (d.kind != Kind::kNone)
         seen->push_back(d.kind);
     bool found = t.count(c.key) != 0;
-    if (d.resolution != Resolution::kApplyRemote || (c.op != Op::kInsert && !found))
+    if (d.resolution != Resolution::kApplyRemote) {
+        if (restore) // the lost row comes back, written as this change
+            t[c.key] = {lost_row->second.value, c.ts, true};
+        return;
+    }
+    if (c.op != Op::kInsert && !found)
         return;
     switch (c.op) {
     case Op::kInsert:
@@ -375,6 +404,8 @@ void ApplyRemoteChange(Table &t, const KeyChange &c, bool local_is_primary,
         return;
     }
     case Op::kDelete:
+        if (d.kind == Kind::kDeleteDiffers)
+            lost[c.key] = t[c.key];
         t.erase(c.key);
         return;
     case Op::kUpdateKeyTaken:
@@ -397,6 +428,12 @@ KeyChange Ins(int key, int value, int64_t ts) {
 }
 KeyChange Move(int key, int new_key, int value, int64_t ts) {
     return {Op::kUpdate, key, new_key, value, ts};
+}
+KeyChange Upd(int key, int value, int64_t ts) {
+    return {Op::kUpdate, key, key, value, ts};
+}
+KeyChange Del(int key, int64_t ts) {
+    return {Op::kDelete, key, key, 0, ts};
 }
 
 const KeySitesCase kKeySitesCases[] = {
@@ -468,6 +505,46 @@ const KeySitesCase kKeySitesCases[] = {
      {Kind::kUpdateExists}},
     // A move onto a free key is no conflict.
     {"a move onto a free key", {{1, 10}}, {Move(1, 2, 11, 200)}, {}, {{2, 11}}, {}, {}},
+    // A key deleted and inserted again on one site while the other, later,
+    // updates the row it had: the update is the last write to the key. The
+    // site that made the insert applies the update over it; on the other,
+    // the delete wins over its update, and the lost updated row comes back
+    // in place of the older insert.
+    {"primary deletes and reinserts, the backup updates later",
+     {{5, 10}},
+     {Del(5, 200), Ins(5, 1, 250)},
+     {Upd(5, 2, 300)},
+     {{5, 2}},
+     {},
+     {Kind::kDeleteDiffers, Kind::kInsertExists}},
+    {"backup deletes and reinserts, the primary updates later",
+     {{5, 10}},
+     {Upd(5, 2, 300)},
+     {Del(5, 200), Ins(5, 1, 250)},
+     {{5, 2}},
+     {Kind::kDeleteDiffers, Kind::kInsertExists},
+     {}},
+    {"primary deletes, reinserts and updates, the backup updates later",
+     {{5, 10}},
+     {Del(5, 200), Ins(5, 1, 250), Upd(5, 3, 260)},
+     {Upd(5, 2, 300)},
+     {{5, 2}},
+     {},
+     {Kind::kDeleteDiffers, Kind::kInsertExists, Kind::kUpdateDiffers}},
+    {"primary deletes, the backup updates, the primary reinserts later",
+     {{5, 10}},
+     {Del(5, 200), Ins(5, 1, 350)},
+     {Upd(5, 2, 300)},
+     {{5, 1}},
+     {Kind::kUpdateDiffers},
+     {Kind::kDeleteDiffers}},
+    {"primary deletes, the backup updates later",
+     {{5, 10}},
+     {Del(5, 200)},
+     {Upd(5, 2, 300)},
+     {},
+     {Kind::kUpdateMissing},
+     {Kind::kDeleteDiffers}},
 };
 
 class KeySitesTest : public ::testing::TestWithParam<KeySitesCase> {};
@@ -484,10 +561,11 @@ TEST_P(KeySitesTest, BothSitesEndWithTheSameRows) {
     for (const KeyChange &ch : c.on_backup)
         ApplyLocalChange(backup, ch);
     std::vector<Kind> primary_sees, backup_sees;
+    LostRows primary_lost, backup_lost;
     for (const KeyChange &ch : c.on_backup)
-        ApplyRemoteChange(primary, ch, true, &primary_sees);
+        ApplyRemoteChange(primary, primary_lost, ch, true, &primary_sees);
     for (const KeyChange &ch : c.on_primary)
-        ApplyRemoteChange(backup, ch, false, &backup_sees);
+        ApplyRemoteChange(backup, backup_lost, ch, false, &backup_sees);
 
     std::map<int, int> p, b;
     for (const auto &[key, row] : primary)
