@@ -1,13 +1,16 @@
 // conflict_test.cpp: unit tests of gsb's conflict rules (bgworker/conflict.hpp).
 //
-// Two tables. The first pins conflict::Decide itself: for each operation and
-// what is found locally, the kind and resolution. The second plays
+// Three tables. The first pins conflict::Decide itself: for each operation
+// and what is found locally, the kind and resolution. The second plays
 // concurrent changes on the two sites: each site makes its own change, then
 // receives the other's and applies it as the apply worker does (the local
 // row's facts as apply_conflict.cpp gathers them, Decide, then the
 // resolution), and both sites must end with the same row, the expected
-// one. They need no server; they are not a test of how the apply worker
-// finds rows or records conflicts.
+// one. The third does the same with several keys and sequences of changes:
+// rows moved between keys (update_exists), and a key deleted and inserted
+// again against a later update (the rows lost to a delete that
+// apply_conflict.hpp remembers). They need no server; they are not a test of
+// how the apply worker finds rows or records conflicts.
 #include "conflict.hpp"
 
 #include <gtest/gtest.h>
