@@ -16,6 +16,10 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/memutils.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "nodes/pg_list.h"
 }
 
 #include "apply_conflict.hpp"
@@ -105,15 +109,12 @@ void RecordConflict(Session *s, Relation rel, RelMapEntry *e, conflict::Decision
                          conflict::ResolutionName(d.resolution))));
 }
 
-conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot *remote) {
+conflict::Local InspectRow(Session *s, RowExec *r, TupleTableSlot *row) {
     conflict::Local l;
-    l.exists = found;
-    if (!found)
-        return l;
-    TupleTableSlot *local = r->local;
+    l.exists = true;
     bool isnull = false;
     TransactionId xmin =
-        DatumGetTransactionId(slot_getsysattr(local, MinTransactionIdAttributeNumber, &isnull));
+        DatumGetTransactionId(slot_getsysattr(row, MinTransactionIdAttributeNumber, &isnull));
     if (!isnull && TransactionIdIsNormal(xmin) && TransactionIdEquals(xmin, r->ts_xid)) {
         l.commit_ts = r->ts;
         l.from_peer = r->ts_origin == s->origin;
@@ -128,6 +129,14 @@ conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot 
             r->ts_origin = origin;
         }
     }
+    return l;
+}
+
+conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot *remote) {
+    if (!found)
+        return conflict::Local{};
+    TupleTableSlot *local = r->local;
+    conflict::Local l = InspectRow(s, r, local);
     // The rules ask whether the rows are identical only for a local row that
     // this peer's changes did not write (conflict::Decide): most updates
     // replace a row the peer wrote, and skip the column-by-column comparison.
@@ -151,7 +160,95 @@ conflict::Local InspectLocal(Session *s, RowExec *r, bool found, TupleTableSlot 
     return l;
 }
 
-// A table whose changes need nothing from the executor but the heap and its
-// indexes: no triggers, no stored generated columns. Its inserts are
+namespace {
+
+struct LostRow {
+    Oid relid;
+    char *key;         // KeyText of the key
+    HeapTuple row;     // the lost row
+    TimestampTz ts;    // its commit time
+    TransactionId xid; // the apply transaction that deleted it
+};
+
+MemoryContext lost_cxt = nullptr;
+List *lost_rows = NIL; // of LostRow *, in lost_cxt
+
+void FreeLostRow(LostRow *l) {
+    pfree(l->key);
+    heap_freetuple(l->row);
+    pfree(l);
+}
+
+// Forgets the rows the stream has passed (every later change of the peer is
+// newer than them, and wins or loses against them as against any row), and
+// those whose delete was rolled back (the apply transaction failed).
+void PruneLostRows(Session *s) {
+    ListCell *lc;
+    foreach (lc, lost_rows) {
+        LostRow *l = static_cast<LostRow *>(lfirst(lc));
+        bool live = l->ts >= s->commit_ts &&
+                    (TransactionIdIsCurrentTransactionId(l->xid) || TransactionIdDidCommit(l->xid));
+        if (!live) {
+            lost_rows = foreach_delete_current(lost_rows, lc);
+            FreeLostRow(l);
+        }
+    }
+}
+
+} // namespace
+
+void RememberLostRow(Session *s, Relation rel, RelMapEntry *e, TupleTableSlot *keyslot,
+                     TupleTableSlot *local, TimestampTz local_ts) {
+    if (lost_cxt == nullptr)
+        lost_cxt = AllocSetContextCreate(TopMemoryContext, "gsb lost rows", ALLOCSET_SMALL_SIZES);
+    PruneLostRows(s);
+    char *key = KeyText(rel, e->key_index, keyslot);
+    MemoryContext old = MemoryContextSwitchTo(lost_cxt);
+    ListCell *lc;
+    foreach (lc, lost_rows) {
+        LostRow *l = static_cast<LostRow *>(lfirst(lc));
+        if (l->relid == RelationGetRelid(rel) && strcmp(l->key, key) == 0) {
+            lost_rows = foreach_delete_current(lost_rows, lc);
+            FreeLostRow(l);
+        }
+    }
+    LostRow *l = static_cast<LostRow *>(palloc(sizeof(LostRow)));
+    l->relid = RelationGetRelid(rel);
+    l->key = pstrdup(key);
+    l->row = ExecCopySlotHeapTuple(local);
+    l->ts = local_ts;
+    l->xid = GetTopTransactionId();
+    lost_rows = lappend(lost_rows, l);
+    MemoryContextSwitchTo(old);
+}
+
+bool HaveLostRows(Session *s, Oid relid) {
+    if (lost_rows == NIL)
+        return false;
+    PruneLostRows(s);
+    ListCell *lc;
+    foreach (lc, lost_rows) {
+        if (static_cast<LostRow *>(lfirst(lc))->relid == relid)
+            return true;
+    }
+    return false;
+}
+
+bool FindLostRow(Session *s, Relation rel, RelMapEntry *e, TupleTableSlot *keyslot,
+                 TupleTableSlot *out, TimestampTz *ts) {
+    if (!HaveLostRows(s, RelationGetRelid(rel)))
+        return false;
+    char *key = KeyText(rel, e->key_index, keyslot);
+    ListCell *lc;
+    foreach (lc, lost_rows) {
+        LostRow *l = static_cast<LostRow *>(lfirst(lc));
+        if (l->relid != RelationGetRelid(rel) || strcmp(l->key, key) != 0)
+            continue;
+        ExecForceStoreHeapTuple(heap_copytuple(l->row), out, true);
+        *ts = l->ts;
+        return true;
+    }
+    return false;
+}
 
 } // namespace gsb::apply

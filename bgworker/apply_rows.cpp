@@ -102,18 +102,37 @@ void ApplyInsertSlot(Session *s, RelMapEntry *e, Relation rel, TupleTableSlot *r
     TupleTableSlot *local = r->local;
     ExecCopySlot(remote, remote_in);
     bool found = FindByKey(r, remote, local, true);
+    conflict::Local l = InspectLocal(s, r, found, remote);
+    // No row here, but one lost to a concurrent delete of the peer's, newer
+    // than this insert: the peer applies that row's update over this
+    // insert, so it is weighed as the local row (apply_conflict.hpp).
+    TupleTableSlot *lost = nullptr;
+    if (!found && HaveLostRows(s, RelationGetRelid(rel))) {
+        lost = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+        TimestampTz lost_ts = 0;
+        if (FindLostRow(s, rel, e, remote, lost, &lost_ts)) {
+            l.exists = true;
+            l.commit_ts = lost_ts;
+        } else {
+            ExecDropSingleTupleTableSlot(lost);
+            lost = nullptr;
+        }
+    }
     conflict::Decision d =
-        conflict::Decide(conflict::Op::kInsert, InspectLocal(s, r, found, remote), s->commit_ts,
-                         s->local_is_primary);
+        conflict::Decide(conflict::Op::kInsert, l, s->commit_ts, s->local_is_primary);
     if (d.kind != conflict::Kind::kNone)
-        RecordConflict(s, rel, e, d, remote, local, remote);
+        RecordConflict(s, rel, e, d, remote, found ? local : lost, remote);
     if (d.resolution == conflict::Resolution::kApplyRemote) {
         if (found)
             ExecSimpleRelationUpdate(r->rri, r->estate, &r->epq, local, remote); // replaces it
         else
             ExecSimpleRelationInsert(r->rri, r->estate, remote);
         s->changes_applied++;
+    } else if (lost != nullptr) {
+        ExecSimpleRelationInsert(r->rri, r->estate, lost); // the lost row comes back
     }
+    if (lost != nullptr)
+        ExecDropSingleTupleTableSlot(lost);
     ChangeEnd(r);
 }
 
@@ -251,9 +270,15 @@ bool TryMultiInsert(Relation rel, int n) {
         ExecState x;
         OpenExecState(&x, rel);
         BeginChange(&x);
-        if (rel->rd_att->constr != nullptr)
-            for (int i = 0; i < n; i++)
+        // The checks the row path makes (InsertUnlessTaken): a row that
+        // does not belong in this partition here is an error, not a row
+        // put where no query on the parent expects it.
+        for (int i = 0; i < n; i++) {
+            if (rel->rd_att->constr != nullptr)
                 ExecConstraints(x.rri, batch.slots[i], x.estate);
+            if (rel->rd_rel->relispartition)
+                ExecPartitionCheck(x.rri, batch.slots[i], x.estate, true);
+        }
         table_multi_insert(rel, batch.slots, n, x.estate->es_output_cid, 0, nullptr);
         for (int i = 0; i < n; i++) {
             List *recheck =
@@ -346,24 +371,76 @@ void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
     ExecStoreVirtualTuple(key);
 
     bool plain = PlainTable(rel);
+    // A key-changing update locks the row it finds, and the holder of its
+    // new key, even in a plain table: deleting one of them and then finding
+    // the other changed meanwhile would leave half a decision behind.
+    bool lock = !plain || msg.has_old;
     for (int attempt = 0;; attempt++) {
-        bool found = FindByKey(r, key, local, !plain);
+        bool found = FindByKey(r, key, local, lock);
         if (found)
             FillSlot(e, rel, r->estate, remote, msg.new_tuple, local, false, ctx);
-        conflict::Decision d = conflict::Decide(conflict::Op::kUpdate,
-                                                InspectLocal(s, r, found, found ? remote : nullptr),
-                                                s->commit_ts, s->local_is_primary);
+        conflict::Local l = InspectLocal(s, r, found, found ? remote : nullptr);
+        // A row that came back here in place of the peer's insert (a row
+        // lost to a delete, apply_conflict.hpp) counts as written at the
+        // lost row's time, as the peer has it.
+        if (found && l.from_peer && HaveLostRows(s, RelationGetRelid(rel))) {
+            TupleTableSlot *lost = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+            TimestampTz lost_ts = 0;
+            if (FindLostRow(s, rel, e, key, lost, &lost_ts) && lost_ts > l.commit_ts) {
+                l.from_peer = false;
+                l.identical = false;
+                l.commit_ts = lost_ts;
+            }
+            ExecDropSingleTupleTableSlot(lost);
+        }
+        conflict::Decision d =
+            conflict::Decide(conflict::Op::kUpdate, l, s->commit_ts, s->local_is_primary);
         bool apply = d.resolution == conflict::Resolution::kApplyRemote && found;
+        // An update that moves the row to another key may find that key
+        // held by another local row (the holder): the rules decide between
+        // the holder and the update (update_exists), and the loser goes, so
+        // that the update never meets a unique violation on the key.
+        TupleTableSlot *holder = nullptr;
+        conflict::Decision taken = {conflict::Kind::kNone, conflict::Resolution::kApplyRemote};
+        if (apply && msg.has_old) {
+            holder = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
+            if (FindByKey(r, remote, holder, lock) &&
+                !ItemPointerEquals(&holder->tts_tid, &local->tts_tid))
+                taken = conflict::Decide(conflict::Op::kUpdateKeyTaken, InspectRow(s, r, holder),
+                                         s->commit_ts, s->local_is_primary);
+        }
         if (apply)
             PauseAfterFind(attempt);
-        if (apply && plain) {
-            TM_Result res = ModifyFound(r, local, remote);
-            if (res != TM_Ok) {
-                ChangedMeanwhile(r, res);
-                continue; // look it up and decide again
-            }
-        } else if (apply) {
+        bool keep_holder = taken.kind != conflict::Kind::kNone &&
+                           taken.resolution != conflict::Resolution::kApplyRemote;
+        TM_Result res = TM_Ok;
+        if (taken.kind != conflict::Kind::kNone && !keep_holder) {
+            // The update wins: the holder goes first, then the update.
+            if (plain)
+                res = ModifyFound(r, holder, nullptr);
+            else
+                ExecSimpleRelationDelete(r->rri, r->estate, &r->epq, holder);
+        }
+        if (res == TM_Ok && keep_holder) {
+            // The holder wins: the updated row's old version goes, as on the
+            // peer, where the holder's change meets that row under the key.
+            if (plain)
+                res = ModifyFound(r, local, nullptr);
+            else
+                ExecSimpleRelationDelete(r->rri, r->estate, &r->epq, local);
+        } else if (res == TM_Ok && apply && plain) {
+            res = ModifyFound(r, local, remote);
+        } else if (res == TM_Ok && apply) {
             ExecSimpleRelationUpdate(r->rri, r->estate, &r->epq, local, remote);
+        }
+        if (res != TM_Ok) {
+            // Changed by a local transaction after it was found (never a
+            // row locked above, so nothing was deleted before): look it up
+            // and decide again.
+            if (holder != nullptr)
+                ExecDropSingleTupleTableSlot(holder);
+            ChangedMeanwhile(r, res);
+            continue;
         }
         if (d.kind != conflict::Kind::kNone) {
             if (!found) {
@@ -378,6 +455,10 @@ void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
                 RecordConflict(s, rel, e, d, key, local, remote);
             }
         }
+        if (taken.kind != conflict::Kind::kNone)
+            RecordConflict(s, rel, e, taken, remote, holder, remote);
+        if (holder != nullptr)
+            ExecDropSingleTupleTableSlot(holder);
         if (apply)
             s->changes_applied++;
         break;
@@ -395,9 +476,9 @@ void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
     bool plain = PlainTable(rel);
     for (int attempt = 0;; attempt++) {
         bool found = FindByKey(r, key, local, !plain);
+        conflict::Local l = InspectLocal(s, r, found, nullptr);
         conflict::Decision d =
-            conflict::Decide(conflict::Op::kDelete, InspectLocal(s, r, found, nullptr),
-                             s->commit_ts, s->local_is_primary);
+            conflict::Decide(conflict::Op::kDelete, l, s->commit_ts, s->local_is_primary);
         bool apply = d.resolution == conflict::Resolution::kApplyRemote && found;
         if (apply)
             PauseAfterFind(attempt);
@@ -412,6 +493,8 @@ void ApplyDelete(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
         }
         if (d.kind != conflict::Kind::kNone)
             RecordConflict(s, rel, e, d, key, found ? local : nullptr, nullptr);
+        if (apply && d.kind == conflict::Kind::kDeleteDiffers)
+            RememberLostRow(s, rel, e, key, local, l.commit_ts);
         if (apply)
             s->changes_applied++;
         break;
@@ -500,14 +583,17 @@ void FlushBatch(Session *s) {
     // A few rows go row by row: for them the subtransaction (and its own
     // transaction id) costs more than it saves, which is what made
     // single-row transactions slower than native's.
-    if (n >= kMultiInsertMin && TryMultiInsert(rel, n)) {
+    // A table with rows lost to a delete goes row by row: each insert must
+    // be weighed against them (ApplyInsertSlot).
+    bool lost_rows = HaveLostRows(s, batch.relid);
+    if (n >= kMultiInsertMin && !lost_rows && TryMultiInsert(rel, n)) {
         s->changes_applied += n;
     } else {
         CommandCounterIncrement();
         TimestampTz txn_ts = s->commit_ts;
         for (int i = 0; i < n; i++) {
             s->commit_ts = batch.commit_ts[i];
-            if (InsertUnlessTaken(rel, e->key_index, batch.slots[i])) {
+            if (!lost_rows && InsertUnlessTaken(rel, e->key_index, batch.slots[i])) {
                 s->changes_applied++;
             } else {
                 CommandCounterIncrement();

@@ -5,6 +5,20 @@
 // may be concurrent; either way the remote change is newer and wins, so it
 // is applied without a conflict record. Only a local row at least as new as
 // the remote change proves that the peer had not seen it.
+//
+// An update that moves a row to key K while another local row R holds K
+// (kUpdateKeyTaken, kind update_exists) is last-writer-wins between the
+// update and R's last write, from both sites' view: the peer changed a row
+// onto K without R there, so R (inserted here, or moved here by an update)
+// is concurrent with it, and the peer has R's change on its way, where it
+// meets the peer's moved row under K (as insert_exists or as update_exists
+// again) and is decided by the same comparison the other way round. The
+// winner ends alone under K on both sites: if the update wins, R is deleted
+// here and the update applied (the peer keeps its row under K); if R wins,
+// R stays and the updated row's old version is deleted here, since on the
+// peer that row now sits under K, where R's change replaces it (R was
+// inserted: insert_exists, apply_remote) or deletes it (R was moved there:
+// update_exists, apply_remote).
 #include "conflict.hpp"
 
 namespace gsb::conflict {
@@ -41,6 +55,15 @@ Decision Decide(Op op, const Local &local, int64_t remote_ts, bool local_is_prim
             return {Kind::kNone, Resolution::kApplyRemote};
         // A delete wins over a concurrent update, whatever the timestamps.
         return {Kind::kDeleteDiffers, Resolution::kApplyRemote};
+    case Op::kUpdateKeyTaken:
+        // No exemption for a holder the peer wrote or one equal to the
+        // remote row: the peer cannot have had it under K when it moved its
+        // row there, and either outcome must be the one the peer reaches.
+        if (!local.exists)
+            return {Kind::kNone, Resolution::kApplyRemote};
+        return {Kind::kUpdateExists, RemoteWins(remote_ts, local.commit_ts, local_is_primary)
+                                         ? Resolution::kApplyRemote
+                                         : Resolution::kKeepLocal};
     }
     return {Kind::kNone, Resolution::kApplyRemote};
 }
@@ -59,6 +82,8 @@ const char *KindName(Kind k) {
         return "delete_missing";
     case Kind::kDeleteDiffers:
         return "delete_differs";
+    case Kind::kUpdateExists:
+        return "update_exists";
     }
     return "none";
 }

@@ -13,7 +13,10 @@
 
 namespace gsb::conflict {
 
-enum class Op { kInsert, kUpdate, kDelete };
+// kUpdateKeyTaken: a remote update that changes the row's key meets another
+// local row that holds the new key already (Local describes that row, the
+// holder); kUpdate has already decided to apply the update to its own row.
+enum class Op { kInsert, kUpdate, kDelete, kUpdateKeyTaken };
 
 enum class Kind {
     kNone,          // not a conflict: apply as usual
@@ -22,8 +25,12 @@ enum class Kind {
     kUpdateDiffers, // the local row was changed by a change the peer had not seen
     kDeleteMissing, // the row to delete is not here
     kDeleteDiffers, // the local row was changed by a change the peer had not seen
+    kUpdateExists,  // the update's new key is held by another local row
 };
 
+// For kUpdateExists: kApplyRemote deletes the holder and applies the update;
+// kKeepLocal keeps the holder and deletes the updated row's old version (the
+// peer ends with the holder alone under the new key: see conflict.cpp).
 enum class Resolution { kApplyRemote, kKeepLocal, kSkip };
 
 // What the apply worker found locally under the remote change's key.

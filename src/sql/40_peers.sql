@@ -24,7 +24,7 @@ CREATE TABLE gsb.conflicts (
     relation regclass,
     key text NOT NULL,
     kind text NOT NULL CHECK (kind IN ('insert_exists', 'update_missing', 'update_differs',
-                                       'delete_missing', 'delete_differs')),
+                                       'delete_missing', 'delete_differs', 'update_exists')),
     resolution text NOT NULL CHECK (resolution IN ('apply_remote', 'keep_local', 'skip')),
     local_row jsonb,
     remote_row jsonb,

@@ -1,19 +1,24 @@
 // conflict_test.cpp: unit tests of gsb's conflict rules (bgworker/conflict.hpp).
 //
-// Two tables. The first pins conflict::Decide itself: for each operation and
-// what is found locally, the kind and resolution. The second plays
+// Three tables. The first pins conflict::Decide itself: for each operation
+// and what is found locally, the kind and resolution. The second plays
 // concurrent changes on the two sites: each site makes its own change, then
 // receives the other's and applies it as the apply worker does (the local
 // row's facts as apply_conflict.cpp gathers them, Decide, then the
 // resolution), and both sites must end with the same row, the expected
-// one. They need no server; they are not a test of how the apply worker
-// finds rows or records conflicts.
+// one. The third does the same with several keys and sequences of changes:
+// rows moved between keys (update_exists), and a key deleted and inserted
+// again against a later update (the rows lost to a delete that
+// apply_conflict.hpp remembers). They need no server; they are not a test of
+// how the apply worker finds rows or records conflicts.
 #include "conflict.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cctype>
 #include <cstdint>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -99,6 +104,22 @@ const DecideCase kDecideCases[] = {
      Kind::kDeleteDiffers, Resolution::kApplyRemote},
     {"delete wins a tie on the backup", Op::kDelete, Row(100), 100, false, Kind::kDeleteDiffers,
      Resolution::kApplyRemote},
+    // Updates that move their row to a key that another local row holds:
+    // Local is that holder.
+    {"new key free", Op::kUpdateKeyTaken, kMissing, 100, true, Kind::kNone,
+     Resolution::kApplyRemote},
+    {"new key held by an older row", Op::kUpdateKeyTaken, Row(100), 200, true, Kind::kUpdateExists,
+     Resolution::kApplyRemote},
+    {"new key held by a newer row", Op::kUpdateKeyTaken, Row(200), 100, false, Kind::kUpdateExists,
+     Resolution::kKeepLocal},
+    {"new key held, tie on the primary", Op::kUpdateKeyTaken, Row(100), 100, true,
+     Kind::kUpdateExists, Resolution::kKeepLocal},
+    {"new key held, tie on the backup", Op::kUpdateKeyTaken, Row(100), 100, false,
+     Kind::kUpdateExists, Resolution::kApplyRemote},
+    {"new key held by a newer row the peer wrote", Op::kUpdateKeyTaken, Row(200, true), 100, true,
+     Kind::kUpdateExists, Resolution::kKeepLocal},
+    {"new key held by an identical newer row", Op::kUpdateKeyTaken, Row(200, false, true), 100,
+     true, Kind::kUpdateExists, Resolution::kKeepLocal},
 };
 
 class DecideTest : public ::testing::TestWithParam<DecideCase> {};
@@ -147,6 +168,8 @@ SiteRow ApplyLocal(SiteRow row, const Change &c) {
         return {true, c.value, c.ts, false};
     case Op::kDelete:
         return {};
+    case Op::kUpdateKeyTaken: // not a change of its own (KeySitesTest plays it)
+        return row;
     }
     return row;
 }
@@ -176,6 +199,8 @@ SiteRow ApplyRemote(SiteRow row, const Change &c, bool local_is_primary, Kind *k
         return {true, c.value, c.ts, true};
     case Op::kDelete:
         return {};
+    case Op::kUpdateKeyTaken: // not a change of its own (KeySitesTest plays it)
+        return row;
     }
     return row;
 }
@@ -271,6 +296,299 @@ INSTANTIATE_TEST_SUITE_P(Table, SitesTest, ::testing::ValuesIn(kSitesCases),
                              return n;
                          });
 
+// ---------------------------------------------------------------------------
+// Both sites' view of concurrent changes that move rows between keys: a
+// table of rows by key on each site. A remote update finds its row by the
+// old key, as ApplyUpdate does; when it moves the row to a key that another
+// row holds, the rules decide between that holder and the update
+// (update_exists): the update wins and the holder goes, or the holder stays
+// and the updated row's old version goes.
+// ---------------------------------------------------------------------------
+struct TableRow {
+    int value = 0;
+    int64_t ts = 0;
+    bool from_peer = false;
+};
+using Table = std::map<int, TableRow>;
+
+struct KeyChange {
+    Op op;
+    int key;     // the row's key (old key of an update)
+    int new_key; // update: the key it moves to (the same key: not moved)
+    int value;
+    int64_t ts;
+};
+
+void ApplyLocalChange(Table &t, const KeyChange &c) {
+    switch (c.op) {
+    case Op::kInsert:
+        t[c.key] = {c.value, c.ts, false};
+        return;
+    case Op::kUpdate:
+        if (t.count(c.key) == 0)
+            return;
+        t.erase(c.key);
+        t[c.new_key] = {c.value, c.ts, false};
+        return;
+    case Op::kDelete:
+        t.erase(c.key);
+        return;
+    case Op::kUpdateKeyTaken:
+        return;
+    }
+}
+
+Local LocalOf(const Table &t, int key, const KeyChange &c) {
+    Local l;
+    auto it = t.find(key);
+    if (it == t.end())
+        return l;
+    l.exists = true;
+    l.commit_ts = it->second.ts;
+    l.from_peer = it->second.from_peer;
+    l.identical = c.op != Op::kDelete && !it->second.from_peer && it->second.value == c.value &&
+                  c.key == c.new_key;
+    return l;
+}
+
+// Rows lost to a concurrent delete (RememberLostRow in apply_conflict.hpp),
+// by key, until the stream passes their time.
+using LostRows = std::map<int, TableRow>;
+
+void ApplyRemoteChange(Table &t, LostRows &lost, const KeyChange &c, bool local_is_primary,
+                       std::vector<Kind> *seen) {
+    for (auto it = lost.begin(); it != lost.end();)
+        it = it->second.ts < c.ts ? lost.erase(it) : std::next(it);
+    Local l = LocalOf(t, c.key, c);
+    auto lost_row = lost.find(c.key);
+    bool restore = false;
+    if (lost_row != lost.end()) {
+        // An insert meeting no row, or a change meeting the row that came
+        // back in its place: weighed against the lost row.
+        if (c.op == Op::kInsert && !l.exists) {
+            l.exists = true;
+            l.commit_ts = lost_row->second.ts;
+            restore = true;
+        } else if (c.op == Op::kUpdate && l.exists && l.from_peer &&
+                   lost_row->second.ts > l.commit_ts) {
+            l.from_peer = false;
+            l.identical = false;
+            l.commit_ts = lost_row->second.ts;
+        }
+    }
+    Decision d = Decide(c.op, l, c.ts, local_is_primary);
+    if (d.kind != Kind::kNone)
+        seen->push_back(d.kind);
+    bool found = t.count(c.key) != 0;
+    if (d.resolution != Resolution::kApplyRemote) {
+        if (restore) // the lost row comes back, written as this change
+            t[c.key] = {lost_row->second.value, c.ts, true};
+        return;
+    }
+    if (c.op != Op::kInsert && !found)
+        return;
+    switch (c.op) {
+    case Op::kInsert:
+        t[c.key] = {c.value, c.ts, true};
+        return;
+    case Op::kUpdate: {
+        if (c.new_key != c.key && t.count(c.new_key) != 0) {
+            Decision taken =
+                Decide(Op::kUpdateKeyTaken, LocalOf(t, c.new_key, c), c.ts, local_is_primary);
+            seen->push_back(taken.kind);
+            if (taken.resolution != Resolution::kApplyRemote) {
+                t.erase(c.key); // the holder stays; the updated row goes
+                return;
+            }
+            t.erase(c.new_key); // the holder goes
+        }
+        t.erase(c.key);
+        t[c.new_key] = {c.value, c.ts, true};
+        return;
+    }
+    case Op::kDelete:
+        if (d.kind == Kind::kDeleteDiffers)
+            lost[c.key] = t[c.key];
+        t.erase(c.key);
+        return;
+    case Op::kUpdateKeyTaken:
+        return;
+    }
+}
+
+struct KeySitesCase {
+    const char *name;
+    std::map<int, int> initial; // key -> value on both sites (written on the primary at ts 100)
+    std::vector<KeyChange> on_primary;
+    std::vector<KeyChange> on_backup;
+    std::map<int, int> final; // key -> value both must end with
+    std::vector<Kind> primary_sees;
+    std::vector<Kind> backup_sees;
+};
+
+KeyChange Ins(int key, int value, int64_t ts) {
+    return {Op::kInsert, key, key, value, ts};
+}
+KeyChange Move(int key, int new_key, int value, int64_t ts) {
+    return {Op::kUpdate, key, new_key, value, ts};
+}
+KeyChange Upd(int key, int value, int64_t ts) {
+    return {Op::kUpdate, key, key, value, ts};
+}
+KeyChange Del(int key, int64_t ts) {
+    return {Op::kDelete, key, key, 0, ts};
+}
+
+const KeySitesCase kKeySitesCases[] = {
+    // The case: one site inserts key 2 while the other moves key 1
+    // to 2.
+    {"backup inserts 2 later than the primary moves 1 to 2",
+     {{1, 10}},
+     {Move(1, 2, 11, 200)},
+     {Ins(2, 20, 300)},
+     {{2, 20}},
+     {Kind::kInsertExists},
+     {Kind::kUpdateExists}},
+    {"primary moves 1 to 2 later than the backup inserts 2",
+     {{1, 10}},
+     {Move(1, 2, 11, 300)},
+     {Ins(2, 20, 200)},
+     {{2, 11}},
+     {Kind::kInsertExists},
+     {Kind::kUpdateExists}},
+    {"primary moves 1 to 2 as the backup inserts 2, same time",
+     {{1, 10}},
+     {Move(1, 2, 11, 200)},
+     {Ins(2, 20, 200)},
+     {{2, 11}},
+     {Kind::kInsertExists},
+     {Kind::kUpdateExists}},
+    {"primary inserts 2 later than the backup moves 1 to 2",
+     {{1, 10}},
+     {Ins(2, 20, 300)},
+     {Move(1, 2, 11, 200)},
+     {{2, 20}},
+     {Kind::kUpdateExists},
+     {Kind::kInsertExists}},
+    {"backup moves 1 to 2 later than the primary inserts 2",
+     {{1, 10}},
+     {Ins(2, 20, 200)},
+     {Move(1, 2, 11, 300)},
+     {{2, 11}},
+     {Kind::kUpdateExists},
+     {Kind::kInsertExists}},
+    {"backup moves 1 to 2 as the primary inserts 2, same time",
+     {{1, 10}},
+     {Ins(2, 20, 200)},
+     {Move(1, 2, 11, 200)},
+     {{2, 20}},
+     {Kind::kUpdateExists},
+     {Kind::kInsertExists}},
+    // Two rows moved onto one key.
+    {"both move a row to 2, the backup later",
+     {{1, 10}, {3, 30}},
+     {Move(1, 2, 11, 200)},
+     {Move(3, 2, 31, 300)},
+     {{2, 31}},
+     {Kind::kUpdateExists},
+     {Kind::kUpdateExists}},
+    {"both move a row to 2, the primary later",
+     {{1, 10}, {3, 30}},
+     {Move(1, 2, 11, 300)},
+     {Move(3, 2, 31, 200)},
+     {{2, 11}},
+     {Kind::kUpdateExists},
+     {Kind::kUpdateExists}},
+    {"both move a row to 2 at the same time",
+     {{1, 10}, {3, 30}},
+     {Move(1, 2, 11, 200)},
+     {Move(3, 2, 31, 200)},
+     {{2, 11}},
+     {Kind::kUpdateExists},
+     {Kind::kUpdateExists}},
+    // A move onto a free key is no conflict.
+    {"a move onto a free key", {{1, 10}}, {Move(1, 2, 11, 200)}, {}, {{2, 11}}, {}, {}},
+    // A key deleted and inserted again on one site while the other, later,
+    // updates the row it had: the update is the last write to the key. The
+    // site that made the insert applies the update over it; on the other,
+    // the delete wins over its update, and the lost updated row comes back
+    // in place of the older insert.
+    {"primary deletes and reinserts, the backup updates later",
+     {{5, 10}},
+     {Del(5, 200), Ins(5, 1, 250)},
+     {Upd(5, 2, 300)},
+     {{5, 2}},
+     {},
+     {Kind::kDeleteDiffers, Kind::kInsertExists}},
+    {"backup deletes and reinserts, the primary updates later",
+     {{5, 10}},
+     {Upd(5, 2, 300)},
+     {Del(5, 200), Ins(5, 1, 250)},
+     {{5, 2}},
+     {Kind::kDeleteDiffers, Kind::kInsertExists},
+     {}},
+    {"primary deletes, reinserts and updates, the backup updates later",
+     {{5, 10}},
+     {Del(5, 200), Ins(5, 1, 250), Upd(5, 3, 260)},
+     {Upd(5, 2, 300)},
+     {{5, 2}},
+     {},
+     {Kind::kDeleteDiffers, Kind::kInsertExists, Kind::kUpdateDiffers}},
+    {"primary deletes, the backup updates, the primary reinserts later",
+     {{5, 10}},
+     {Del(5, 200), Ins(5, 1, 350)},
+     {Upd(5, 2, 300)},
+     {{5, 1}},
+     {Kind::kUpdateDiffers},
+     {Kind::kDeleteDiffers}},
+    {"primary deletes, the backup updates later",
+     {{5, 10}},
+     {Del(5, 200)},
+     {Upd(5, 2, 300)},
+     {},
+     {Kind::kUpdateMissing},
+     {Kind::kDeleteDiffers}},
+};
+
+class KeySitesTest : public ::testing::TestWithParam<KeySitesCase> {};
+
+TEST_P(KeySitesTest, BothSitesEndWithTheSameRows) {
+    const KeySitesCase &c = GetParam();
+    Table primary, backup;
+    for (const auto &[key, value] : c.initial) {
+        primary[key] = {value, 100, false};
+        backup[key] = {value, 100, true}; // the primary's rows, replicated
+    }
+    for (const KeyChange &ch : c.on_primary)
+        ApplyLocalChange(primary, ch);
+    for (const KeyChange &ch : c.on_backup)
+        ApplyLocalChange(backup, ch);
+    std::vector<Kind> primary_sees, backup_sees;
+    LostRows primary_lost, backup_lost;
+    for (const KeyChange &ch : c.on_backup)
+        ApplyRemoteChange(primary, primary_lost, ch, true, &primary_sees);
+    for (const KeyChange &ch : c.on_primary)
+        ApplyRemoteChange(backup, backup_lost, ch, false, &backup_sees);
+
+    std::map<int, int> p, b;
+    for (const auto &[key, row] : primary)
+        p[key] = row.value;
+    for (const auto &[key, row] : backup)
+        b[key] = row.value;
+    EXPECT_EQ(p, b) << c.name;
+    EXPECT_EQ(p, c.final) << c.name;
+    EXPECT_EQ(primary_sees, c.primary_sees) << c.name;
+    EXPECT_EQ(backup_sees, c.backup_sees) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, KeySitesTest, ::testing::ValuesIn(kKeySitesCases),
+                         [](const ::testing::TestParamInfo<KeySitesCase> &info) {
+                             std::string n;
+                             for (const char *p = info.param.name; *p; p++)
+                                 n += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+                             return n;
+                         });
+
 TEST(ConflictNames, AreTheOnesGsbConflictsHolds) {
     EXPECT_STREQ(KindName(Kind::kNone), "none");
     EXPECT_STREQ(KindName(Kind::kInsertExists), "insert_exists");
@@ -278,6 +596,7 @@ TEST(ConflictNames, AreTheOnesGsbConflictsHolds) {
     EXPECT_STREQ(KindName(Kind::kUpdateDiffers), "update_differs");
     EXPECT_STREQ(KindName(Kind::kDeleteMissing), "delete_missing");
     EXPECT_STREQ(KindName(Kind::kDeleteDiffers), "delete_differs");
+    EXPECT_STREQ(KindName(Kind::kUpdateExists), "update_exists");
     EXPECT_STREQ(ResolutionName(Resolution::kApplyRemote), "apply_remote");
     EXPECT_STREQ(ResolutionName(Resolution::kKeepLocal), "keep_local");
     EXPECT_STREQ(ResolutionName(Resolution::kSkip), "skip");
