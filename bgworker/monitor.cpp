@@ -67,13 +67,12 @@ struct LocalState {
 
 LocalState ReadLocal() {
     LocalState st;
-    auto rows =
-        RunStatement("SELECT s.name, coalesce(p.conninfo, ''), st.term::text, "
-                     "coalesce(st.active_site, ''), st.mode, st.automatic::text, "
-                     "coalesce(p.name, '') FROM gsb.site s CROSS JOIN gsb.site_state st "
-                     "LEFT JOIN LATERAL (SELECT name, conninfo FROM gsb.peers "
-                     "WHERE role IN ('primary', 'backup') AND role <> s.role ORDER BY name "
-                     "LIMIT 1) p ON true");
+    auto rows = RunStatement("SELECT s.name, coalesce(p.conninfo, ''), st.term::text, "
+                             "coalesce(st.active_site, ''), st.mode, st.automatic::text, "
+                             "coalesce(p.name, '') FROM gsb.site s CROSS JOIN gsb.site_state st "
+                             "LEFT JOIN LATERAL (SELECT name, conninfo FROM gsb.peers "
+                             "WHERE role IN ('primary', 'backup') AND role <> s.role ORDER BY name "
+                             "LIMIT 1) p ON true");
     if (rows.size() != 1)
         return st;
     const SqlRow &row = rows[0];
