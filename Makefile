@@ -1,6 +1,7 @@
 # gsb: PGXS build of one gsb.so from the C++ sources in src/ and bgworker/.
 #
-# Targets beyond PGXS's own: `unit` (protocol unit tests, no server needed),
+# Targets beyond PGXS's own: `unit` (unit tests of the protocol and of the
+# stream progress, no server needed),
 # `lint` (clang-format check), `format`, `bench`.
 
 MODULE_big = gsb
@@ -21,7 +22,8 @@ PG_CPPFLAGS = -I$(CURDIR)/src -I$(CURDIR)/bgworker -I$(libpq_srcdir)
 PG_CXXFLAGS = -std=c++17 -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-register -fno-omit-frame-pointer -MMD -MP
 SHLIB_LINK = -lstdc++ -lpq
-EXTRA_CLEAN = $(SRCS:.cpp=.d) test/regress.conf test/unit/protocol_test tmp_regress
+EXTRA_CLEAN = $(SRCS:.cpp=.d) test/regress.conf test/unit/protocol_test \
+	test/unit/stream_progress_test tmp_regress
 
 # PGXS would also emit LLVM bitcode with clang and none of our C++ flags; gsb
 # has nothing worth inlining into JIT-compiled expressions, so skip it.
@@ -42,10 +44,13 @@ test/regress.conf: scripts/pgconf.sh
 GTEST_LIBS = -lgtest -lgtest_main -lpthread
 test/unit/protocol_test: test/unit/protocol_test.cpp src/protocol.cpp src/protocol.hpp
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -I src -o $@ test/unit/protocol_test.cpp src/protocol.cpp $(GTEST_LIBS)
+test/unit/stream_progress_test: test/unit/stream_progress_test.cpp bgworker/stream_progress.hpp
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -I bgworker -o $@ test/unit/stream_progress_test.cpp $(GTEST_LIBS)
 
 .PHONY: unit lint format bench
-unit: test/unit/protocol_test
+unit: test/unit/protocol_test test/unit/stream_progress_test
 	./test/unit/protocol_test
+	./test/unit/stream_progress_test
 
 FORMAT_FILES = $(wildcard src/*.cpp src/*.hpp bgworker/*.cpp bgworker/*.hpp test/unit/*.cpp \
 	test/fuzz/*.cpp test/fuzz/*.hpp)
