@@ -38,7 +38,6 @@ extern "C" {
 }
 
 #include <algorithm>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +48,7 @@ extern "C" {
 #include "peer_connection.hpp"
 #include "protocol.hpp"
 #include "shared_state.hpp"
+#include "stream_progress.hpp"
 #include "worker_util.hpp"
 
 extern "C" {
@@ -130,9 +130,14 @@ class ApplyWorker {
     apply::Session session_{};
     protocol::Message msg_;
     bool in_txn_ = false;
-    XLogRecPtr last_received_ = InvalidXLogRecPtr;
+    // Positions on the current connection only: reset at every connect.
+    StreamProgress progress_;
     XLogRecPtr peer_end_ = InvalidXLogRecPtr;
-    XLogRecPtr last_flushed_ = InvalidXLogRecPtr;
+    // With an error shown: how far the stream had come when it was recorded,
+    // and whether a transaction was applied since. The error is cleared only
+    // by progress past it, not by a reconnect.
+    XLogRecPtr error_mark_ = InvalidXLogRecPtr;
+    bool committed_since_error_ = false;
     TimestampTz last_feedback_ = 0;
     TimestampTz last_message_at_ = 0;
     long backoff_ms_ = 1000;
@@ -142,12 +147,6 @@ class ApplyWorker {
     TimestampTz failover_at_ = 0;
     int64 late_count_ = 0;
     XLogRecPtr catchup_target_ = InvalidXLogRecPtr; // the peer's WAL end at connect
-    // Local commit end -> remote commit end, for commits not yet flushed.
-    struct FlushPos {
-        XLogRecPtr local_end;
-        XLogRecPtr remote_end;
-    };
-    std::deque<FlushPos> pending_flush_;
 };
 
 // Reads the peer's row and this site's identity, in a short transaction.
@@ -260,9 +259,12 @@ void ApplyWorker::SetState(PeerState st) {
 
 void ApplyWorker::PublishProgress() {
     const char *name = peer_.c_str();
-    XLogRecPtr received = last_received_, applied = last_flushed_, end = peer_end_;
+    XLogRecPtr received = progress_.received(), applied = progress_.flushed(), end = peer_end_;
     TimestampTz at = last_message_at_;
-    bool clear_error = had_error_ && !in_txn_ && pending_flush_.empty() && applied != 0;
+    // Only progress past the point of the error clears it: a transaction that
+    // fails again and again keeps its error shown between attempts.
+    bool clear_error =
+        had_error_ && progress_.idle() && (committed_since_error_ || applied > error_mark_);
     PgCall([&] {
         SharedState *s = Shared();
         LWLockAcquire(s->lock, LW_EXCLUSIVE);
@@ -305,6 +307,8 @@ void ApplyWorker::RecordError(const std::exception &e) {
                peer_ + "') and gsb.add_peer('" + peer_ +
                "', conninfo, copy_data => true). Peer said: " + text;
     had_error_ = true;
+    error_mark_ = progress_.received();
+    committed_since_error_ = false;
     const char *name = peer_.c_str();
     const char *msg = text.c_str();
     PeerState st = connection ? PeerState::kDown : PeerState::kError;
@@ -372,8 +376,10 @@ void ApplyWorker::Run() {
                 replorigin_session_origin_timestamp = 0;
                 MemoryContextReset(session_.msg_ctx);
             });
+            // Whatever the failed attempt received or committed without a
+            // flush is forgotten: the next connection starts from the
+            // origin's progress, flushed (see Stream).
             in_txn_ = false;
-            pending_flush_.clear();
             Backoff();
         }
     }
@@ -579,19 +585,24 @@ void ApplyWorker::Stream(PeerConnection &repl) {
     if (ident.Rows() != 1 || ident.Cols() < 3)
         throw Error(ERRCODE_PROTOCOL_VIOLATION, "unexpected reply to IDENTIFY_SYSTEM");
     catchup_target_ = ParseLsn(ident.Get(0, 2));
-    XLogRecPtr start = PgCall([] { return replorigin_session_get_progress(false); });
-    last_flushed_ = start;
-    last_received_ = std::max(last_received_, start);
+    // Start from the origin's progress with the local WAL flushed up to it:
+    // the start is then durable here, and the first thing confirmed to the
+    // peer. Nothing from an earlier connection counts (StreamProgress).
+    XLogRecPtr start = PgCall([] { return replorigin_session_get_progress(true); });
+    progress_.Reset(start);
+    // Test hook: speak protocol version 1 (one message per CopyData).
+    uint32_t version = FaultInjected("apply_protocol_1") ? 1 : SpokenProtocolVersion();
     std::string cmd = "START_REPLICATION SLOT " + repl.QuoteIdent(slot_name_) + " LOGICAL " +
-                      LsnText(start) + " (proto_version '" +
-                      std::to_string(SpokenProtocolVersion()) + "', binary 'true')";
+                      LsnText(start) + " (proto_version '" + std::to_string(version) +
+                      "', binary 'true')";
     PgResult started = repl.Exec(cmd);
     if (PQresultStatus(started.get()) != PGRES_COPY_BOTH)
         throw Error(ERRCODE_PROTOCOL_VIOLATION, "peer did not start streaming");
     SetState(PeerState::kStreaming);
     PgCall([&] {
-        ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" streaming from %X/%X", peer_.c_str(),
-                             LSN_FORMAT_ARGS(start))));
+        ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" streaming from %X/%X "
+                             "(protocol version %u)",
+                             peer_.c_str(), LSN_FORMAT_ARGS(start), version)));
     });
     last_message_at_ = Now();
     SendFeedback(repl, true, false);
@@ -628,7 +639,8 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
     protocol::Keepalive keepalive;
     protocol::CopyKind kind = protocol::ParseCopyData(std::string_view(data, len), xlog, keepalive);
     if (kind == protocol::CopyKind::kKeepalive) {
-        last_received_ = std::max(last_received_, keepalive.end_lsn);
+        // Everything the peer sent before it has been handled.
+        progress_.Processed(keepalive.end_lsn);
         peer_end_ = std::max(peer_end_, keepalive.end_lsn);
         // Caught up with the peer: the late tail, if any, is all here.
         if (!in_txn_ && failover_at_ != 0 && keepalive.end_lsn >= catchup_target_)
@@ -637,7 +649,8 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
         PublishProgress();
         return;
     }
-    last_received_ = std::max({last_received_, xlog.start_lsn, xlog.end_lsn});
+    XLogRecPtr data_end = std::max(xlog.start_lsn, xlog.end_lsn);
+    progress_.Received(data_end);
     peer_end_ = std::max(peer_end_, xlog.end_lsn);
     // Protocol version 2 sends a batch of messages in one CopyData.
     size_t offset = 0;
@@ -658,6 +671,9 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
         }
         ApplyMessage(repl);
     }
+    // Only now, with all of it applied: a COMMIT that travels alone carries
+    // its transaction's end, and must not count until it is committed here.
+    progress_.Processed(data_end);
 }
 
 // Applies msg_, the message just decoded.
@@ -670,6 +686,9 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
         session_.xid = msg_.xid;
         session_.final_lsn = msg_.lsn;
         session_.commit_ts = msg_.commit_time;
+        progress_.BeginTransaction();
+        if (FaultInjected("apply_begin_error"))
+            throw Error(ERRCODE_DATA_CORRUPTED, "injected fault in the apply worker at BEGIN");
         PgCall([] {
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
@@ -705,6 +724,8 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
             MemoryContextSwitchTo(old);
             MemoryContextReset(ctx);
         });
+        if (FaultInjected("apply_commit_error"))
+            throw Error(ERRCODE_DATA_CORRUPTED, "injected fault in the apply worker at COMMIT");
         XLogRecPtr local_end = PgCall([&] {
             replorigin_session_origin_lsn = end;
             replorigin_session_origin_timestamp = ts;
@@ -716,7 +737,8 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
         });
         in_txn_ = false;
         backoff_ms_ = 1000; // applying works again: the next error starts from 1 s
-        pending_flush_.push_back({local_end, end});
+        progress_.Committed(end, local_end);
+        committed_since_error_ = true;
         if (failover_at_ != 0 && ts < failover_at_)
             late_count_++;
         SendFeedback(repl, false, false);
@@ -732,15 +754,9 @@ void ApplyWorker::SendFeedback(PeerConnection &repl, bool force, bool reply_requ
         TimestampDifferenceMilliseconds(last_feedback_, now) < kFeedbackIntervalMs)
         return;
     XLogRecPtr local_flushed = PgCall([] { return GetFlushRecPtr(nullptr); });
-    while (!pending_flush_.empty() && pending_flush_.front().local_end <= local_flushed) {
-        last_flushed_ = std::max(last_flushed_, pending_flush_.front().remote_end);
-        pending_flush_.pop_front();
-    }
-    // Nothing of ours in flight: everything received is done with.
-    if (pending_flush_.empty() && !in_txn_)
-        last_flushed_ = std::max(last_flushed_, last_received_);
-    repl.PutCopyData(protocol::StandbyStatusUpdate(last_received_, last_flushed_, last_flushed_,
-                                                   now, reply_requested));
+    XLogRecPtr flushed = progress_.Flushed(local_flushed);
+    repl.PutCopyData(protocol::StandbyStatusUpdate(progress_.received(), flushed, flushed, now,
+                                                   reply_requested));
     last_feedback_ = now;
     PublishProgress();
 }
