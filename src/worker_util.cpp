@@ -66,10 +66,17 @@ std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &arg
     int nrows = 0, ncols = 0;
     char ***rows = nullptr;
     bool have_gsb = false;
+    // Whether this call started the transaction, so that on an error it ends
+    // it again: the caller gets the exception with no transaction, snapshot
+    // or SPI connection left open (AbortCurrentTransaction releases them all).
+    bool started = false;
     try {
         PgCall([&] {
+            if (IsTransactionOrTransactionBlock())
+                elog(ERROR, "gsb: RunStatement called inside a transaction");
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
+            started = true;
             PushActiveSnapshot(GetTransactionSnapshot());
             if (OidIsValid(get_extension_oid("gsb", true))) {
                 have_gsb = true;
@@ -111,7 +118,11 @@ std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &arg
             CommitTransactionCommand();
         });
     } catch (...) {
-        PgCall([&] { MemoryContextDelete(out_cxt); });
+        PgCall([&] {
+            if (started)
+                AbortCurrentTransaction();
+            MemoryContextDelete(out_cxt);
+        });
         throw;
     }
     std::vector<SqlRow> out;
