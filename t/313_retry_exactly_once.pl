@@ -112,8 +112,8 @@ for my $version (2, 1)
 	my $first = $id + 1;
 	insert_txn('large');
 	wait_failures($offset, 'short_v', "protocol $version, CHECK violated by a 100 KB value");
-	ok( $ams->poll_query_until('postgres',
-			"SELECT state = 'error' AND last_error ~ 'short_v' FROM gsb.status WHERE peer = 'sjc'"),
+	ok( wait_until($ams,
+			"SELECT state = 'error' AND last_error ~ 'short_v' FROM gsb.status WHERE peer = 'sjc'", 30),
 		"protocol $version: gsb.status shows the violation");
 	$ams->safe_psql('postgres', 'ALTER TABLE items DROP CONSTRAINT short_v');
 	wait_synced($sjc, $ams);
