@@ -134,8 +134,8 @@ class ApplyWorker {
     StreamProgress progress_;
     XLogRecPtr peer_end_ = InvalidXLogRecPtr;
     // With an error shown: how far the stream had come when it was recorded,
-    // and whether a transaction was applied since. The error is cleared only
-    // by progress past it, not by a reconnect.
+    // and whether a transaction was applied since. An apply error is cleared
+    // only by progress past it, not by the reconnect that retries it.
     XLogRecPtr error_mark_ = InvalidXLogRecPtr;
     bool committed_since_error_ = false;
     TimestampTz last_feedback_ = 0;
@@ -307,7 +307,9 @@ void ApplyWorker::RecordError(const std::exception &e) {
                peer_ + "') and gsb.add_peer('" + peer_ +
                "', conninfo, copy_data => true). Peer said: " + text;
     had_error_ = true;
-    error_mark_ = progress_.received();
+    // A lost connection is over once streaming works again; an apply error
+    // only once the stream has got past where it failed.
+    error_mark_ = connection ? InvalidXLogRecPtr : progress_.received();
     committed_since_error_ = false;
     const char *name = peer_.c_str();
     const char *msg = text.c_str();
