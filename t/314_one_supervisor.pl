@@ -14,7 +14,9 @@
 #      and still restarts a worker that died afterwards. (RunStatement must
 #      leave no transaction open on error.)
 #   4. SIGKILL of the supervisor alone: the postmaster restarts everything.
-# Processes are counted in pg_stat_activity by backend_type.
+# Processes are counted in pg_stat_activity by backend_type. (Log patterns
+# are split in two in SQL, so that the logged text of the query that looks
+# for them never matches.)
 use strict;
 use warnings;
 use FindBin;
@@ -92,7 +94,7 @@ $offset = log_offset($ams);
 set_fault($ams, 'supervisor_error');
 ok( wait_until($ams,
 		"SELECT count(*) >= 2 FROM regexp_matches(pg_read_file(" . sql_quote($ams->logfile)
-		  . "), 'injected fault in the gsb supervisor', 'g')", 30),
+		  . "), 'injected fault in the gsb' || ' supervisor', 'g')", 30),
 	'supervisor error: the supervisor failed, was started again and failed again');
 set_fault($ams, '');
 one_of_each('supervisor failed with an error', $sup, $offset);
@@ -106,7 +108,7 @@ my $locker = start_bg($ams,
 ok( wait_until($ams,
 		"SELECT count(*) >= 2 FROM regexp_matches(pg_read_file(" . sql_quote($ams->logfile)
 		  . ", $offset, (pg_stat_file(" . sql_quote($ams->logfile) . ")).size - $offset), "
-		  . "'gsb supervisor: could not read gsb.peers', 'g')", 30),
+		  . "'gsb supervisor: could not read' || ' gsb.peers', 'g')", 30),
 	'catalog read failed: the supervisor says so, round after round');
 $locker->query_safe('COMMIT');
 finish_bg($locker);
