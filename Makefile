@@ -1,7 +1,7 @@
 # gsb: PGXS build of one gsb.so from the C++ sources in src/ and bgworker/.
 #
-# Targets beyond PGXS's own: `unit` (protocol and conflict-rule unit tests,
-# no server needed),
+# Targets beyond PGXS's own: `unit` (unit tests of the protocol, the conflict
+# rules and the stream progress, no server needed),
 # `lint` (clang-format check), `format`, `bench`.
 
 MODULE_big = gsb
@@ -26,7 +26,7 @@ PG_CXXFLAGS = -std=c++17 -Wextra -Wno-unused-parameter -Wno-missing-field-initia
 	-Wno-register -fno-omit-frame-pointer -MMD -MP
 SHLIB_LINK = -lstdc++ -lpq
 EXTRA_CLEAN = $(SRCS:.cpp=.d) test/regress.conf test/unit/protocol_test test/unit/conflict_test \
-	tmp_regress gsb--0.1.sql gsb--0.1.sql.tmp
+	test/unit/stream_progress_test tmp_regress gsb--0.1.sql gsb--0.1.sql.tmp
 
 # PGXS would also emit LLVM bitcode with clang and none of our C++ flags; gsb
 # has nothing worth inlining into JIT-compiled expressions, so skip it.
@@ -58,10 +58,14 @@ test/unit/protocol_test: test/unit/protocol_test.cpp src/protocol.cpp src/protoc
 test/unit/conflict_test: test/unit/conflict_test.cpp bgworker/conflict.cpp bgworker/conflict.hpp
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -I bgworker -o $@ test/unit/conflict_test.cpp bgworker/conflict.cpp $(GTEST_LIBS)
 
+test/unit/stream_progress_test: test/unit/stream_progress_test.cpp bgworker/stream_progress.hpp
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -I bgworker -o $@ test/unit/stream_progress_test.cpp $(GTEST_LIBS)
+
 .PHONY: unit lint format bench
-unit: test/unit/protocol_test test/unit/conflict_test
+unit: test/unit/protocol_test test/unit/conflict_test test/unit/stream_progress_test
 	./test/unit/protocol_test
 	./test/unit/conflict_test
+	./test/unit/stream_progress_test
 
 FORMAT_FILES = $(wildcard src/*.cpp src/*.hpp bgworker/*.cpp bgworker/*.hpp test/unit/*.cpp \
 	test/fuzz/*.cpp test/fuzz/*.hpp)

@@ -38,7 +38,6 @@ extern "C" {
 }
 
 #include <algorithm>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,10 +45,12 @@ extern "C" {
 #include "apply.hpp"
 #include "gsb.hpp"
 #include "interop.hpp"
+#include "names.hpp"
 #include "peer_connection.hpp"
 #include "protocol.hpp"
 #include "shared_state.hpp"
 #include "spi.hpp"
+#include "stream_progress.hpp"
 #include "worker_util.hpp"
 
 extern "C" {
@@ -131,9 +132,14 @@ class ApplyWorker {
     apply::Session session_{};
     protocol::Message msg_;
     bool in_txn_ = false;
-    XLogRecPtr last_received_ = InvalidXLogRecPtr;
+    // Positions on the current connection only: reset at every connect.
+    StreamProgress progress_;
     XLogRecPtr peer_end_ = InvalidXLogRecPtr;
-    XLogRecPtr last_flushed_ = InvalidXLogRecPtr;
+    // With an error shown: how far the stream had come when it was recorded,
+    // and whether a transaction was applied since. An apply error is cleared
+    // only by progress past it, not by the reconnect that retries it.
+    XLogRecPtr error_mark_ = InvalidXLogRecPtr;
+    bool committed_since_error_ = false;
     TimestampTz last_feedback_ = 0;
     TimestampTz last_message_at_ = 0;
     long backoff_ms_ = 1000;
@@ -143,12 +149,6 @@ class ApplyWorker {
     TimestampTz failover_at_ = 0;
     int64 late_count_ = 0;
     XLogRecPtr catchup_target_ = InvalidXLogRecPtr; // the peer's WAL end at connect
-    // Local commit end -> remote commit end, for commits not yet flushed.
-    struct FlushPos {
-        XLogRecPtr local_end;
-        XLogRecPtr remote_end;
-    };
-    std::deque<FlushPos> pending_flush_;
 };
 
 // Reads the peer's row and this site's identity, in a short transaction.
@@ -202,7 +202,7 @@ void ApplyWorker::Setup() {
         SetConfigOption("intervalstyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
         SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
     });
-    origin_name_ = "gsb_" + peer_;
+    origin_name_ = OriginName(peer_);
     const char *oname = origin_name_.c_str();
     const char *pname = peer_.c_str();
     // The origin is made only while the peer's row exists, under a lock that
@@ -260,9 +260,12 @@ void ApplyWorker::SetState(PeerState st) {
 
 void ApplyWorker::PublishProgress() {
     const char *name = peer_.c_str();
-    XLogRecPtr received = last_received_, applied = last_flushed_, end = peer_end_;
+    XLogRecPtr received = progress_.received(), applied = progress_.flushed(), end = peer_end_;
     TimestampTz at = last_message_at_;
-    bool clear_error = had_error_ && !in_txn_ && pending_flush_.empty() && applied != 0;
+    // Only progress past the point of the error clears it: a transaction that
+    // fails again and again keeps its error shown between attempts.
+    bool clear_error =
+        had_error_ && progress_.idle() && (committed_since_error_ || applied > error_mark_);
     PgCall([&] {
         SharedState *s = Shared();
         LWLockAcquire(s->lock, LW_EXCLUSIVE);
@@ -305,6 +308,10 @@ void ApplyWorker::RecordError(const std::exception &e) {
                peer_ + "') and gsb.add_peer('" + peer_ +
                "', conninfo, copy_data => true). Peer said: " + text;
     had_error_ = true;
+    // A lost connection is over once streaming works again; an apply error
+    // only once the stream has got past where it failed.
+    error_mark_ = connection ? InvalidXLogRecPtr : progress_.received();
+    committed_since_error_ = false;
     const char *name = peer_.c_str();
     const char *msg = text.c_str();
     PeerState st = connection ? PeerState::kDown : PeerState::kError;
@@ -355,7 +362,7 @@ void ApplyWorker::Run() {
             }
             session_.peer_name = peer_.c_str();
             session_.local_is_primary = cfg.local_is_primary;
-            slot_name_ = "gsb_" + cfg.local_site;
+            slot_name_ = SlotName(cfg.local_site);
             SetState(PeerState::kConnecting);
             std::string appname = "gsb_apply_" + cfg.local_site;
             PeerConnection repl(cfg.conninfo, PeerConnection::Kind::kReplication, appname.c_str(),
@@ -373,8 +380,10 @@ void ApplyWorker::Run() {
                 replorigin_session_origin_timestamp = 0;
                 MemoryContextReset(session_.msg_ctx);
             });
+            // Whatever the failed attempt received or committed without a
+            // flush is forgotten: the next connection starts from the
+            // origin's progress, flushed (see Stream).
             in_txn_ = false;
-            pending_flush_.clear();
             Backoff();
         }
     }
@@ -456,14 +465,33 @@ void ApplyWorker::InitialSync(PeerConnection &repl, const PeerConfig &cfg) {
 void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
                             const std::string &nspname, const std::string &relname) {
     const char *params[1] = {relid.c_str()};
-    PgResult cols =
-        sql.Exec("SELECT a.attname, pg_catalog.format_type(a.atttypid, NULL), "
-                 "COALESCE(a.attnum = ANY (i.indkey), false) "
-                 "FROM pg_catalog.pg_attribute a "
-                 "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-                 "WHERE a.attrelid = $1::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped "
-                 "AND a.attgenerated = '' ORDER BY a.attnum",
-                 1, params);
+    // The peer's table is read as its owner, and only while it is a plain
+    // table: a registered table that its owner turned into a view (or gave a
+    // rule) would otherwise run the owner's code with this session's
+    // (superuser) rights on the peer.
+    PgResult kind = sql.Exec("SELECT c.relkind::pg_catalog.text, r.rolname::pg_catalog.text "
+                             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r "
+                             "ON r.oid = c.relowner WHERE c.oid = $1::pg_catalog.oid",
+                             1, params);
+    if (kind.Rows() != 1 || kind.Cols() != 2 || kind.IsNull(0, 0) || kind.IsNull(0, 1))
+        throw Error(ERRCODE_UNDEFINED_TABLE,
+                    "table " + nspname + "." + relname + " is gone from the peer", {},
+                    "It was dropped on the peer while this site copied it; the copy starts again.");
+    if (std::string(kind.Get(0, 0)) != "r")
+        throw Error(ERRCODE_WRONG_OBJECT_TYPE,
+                    "relation " + nspname + "." + relname + " on the peer is not a plain table", {},
+                    "gsb copies a registered relation only while it is an ordinary table; "
+                    "unregister it (gsb.unreplicate_table) or make it a table again on the peer.");
+    std::string owner = kind.Get(0, 1);
+    PgResult cols = sql.Exec("SELECT col, typ, (key_pos IS NOT NULL)::pg_catalog.text "
+                             "FROM gsb._columns($1::pg_catalog.oid) WHERE NOT generated "
+                             "ORDER BY attnum",
+                             1, params);
+    if (cols.Cols() != 3)
+        throw Error(ERRCODE_PROTOCOL_VIOLATION,
+                    "the peer answered the column query with " + std::to_string(cols.Cols()) +
+                        " columns, not 3",
+                    {}, "The peer runs another version of gsb, or is not a gsb site.");
     // Describe the table as a relation message would, so the rows go through
     // the same checks and the same apply path as the stream.
     protocol::Message rel;
@@ -491,6 +519,7 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
         apply::HandleRelation(&session_, rel);
         apply::CheckRelation(&session_, rel.relid);
     });
+    sql.Exec("SET LOCAL ROLE " + sql.QuoteIdent(owner));
     sql.Exec("DECLARE gsb_copy NO SCROLL CURSOR FOR " + select);
     protocol::Message ins;
     ins.type = protocol::MsgType::kInsert;
@@ -500,6 +529,11 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
         PgResult rows = sql.Exec("FETCH 1000 FROM gsb_copy");
         if (rows.Rows() == 0)
             break;
+        if (rows.Cols() != static_cast<int>(rel.columns.size()) + 1)
+            throw Error(ERRCODE_PROTOCOL_VIOLATION,
+                        "the peer sent rows of " + std::to_string(rows.Cols()) +
+                            " columns for table " + nspname + "." + relname + ", not " +
+                            std::to_string(rel.columns.size() + 1));
         for (int r = 0; r < rows.Rows(); r++) {
             session_.commit_ts = std::stoll(rows.Get(r, 0));
             for (size_t c = 0; c < rel.columns.size(); c++) {
@@ -523,6 +557,7 @@ void ApplyWorker::CopyTable(PeerConnection &sql, const std::string &relid,
         }
     }
     sql.Exec("CLOSE gsb_copy");
+    sql.Exec("RESET ROLE");
     MemoryContext flush_ctx = session_.msg_ctx;
     PgCall([&] {
         MemoryContext old = MemoryContextSwitchTo(flush_ctx);
@@ -588,19 +623,24 @@ void ApplyWorker::Stream(PeerConnection &repl) {
     if (ident.Rows() != 1 || ident.Cols() < 3)
         throw Error(ERRCODE_PROTOCOL_VIOLATION, "unexpected reply to IDENTIFY_SYSTEM");
     catchup_target_ = ParseLsn(ident.Get(0, 2));
-    XLogRecPtr start = PgCall([] { return replorigin_session_get_progress(false); });
-    last_flushed_ = start;
-    last_received_ = std::max(last_received_, start);
+    // Start from the origin's progress with the local WAL flushed up to it:
+    // the start is then durable here, and the first thing confirmed to the
+    // peer. Nothing from an earlier connection counts (StreamProgress).
+    XLogRecPtr start = PgCall([] { return replorigin_session_get_progress(true); });
+    progress_.Reset(start);
+    // Test hook: speak protocol version 1 (one message per CopyData).
+    uint32_t version = FaultInjected("apply_protocol_1") ? 1 : SpokenProtocolVersion();
     std::string cmd = "START_REPLICATION SLOT " + repl.QuoteIdent(slot_name_) + " LOGICAL " +
-                      LsnText(start) + " (proto_version '" +
-                      std::to_string(SpokenProtocolVersion()) + "', binary 'true')";
+                      LsnText(start) + " (proto_version '" + std::to_string(version) +
+                      "', binary 'true')";
     PgResult started = repl.Exec(cmd);
     if (PQresultStatus(started.get()) != PGRES_COPY_BOTH)
         throw Error(ERRCODE_PROTOCOL_VIOLATION, "peer did not start streaming");
     SetState(PeerState::kStreaming);
     PgCall([&] {
-        ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" streaming from %X/%X", peer_.c_str(),
-                             LSN_FORMAT_ARGS(start))));
+        ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" streaming from %X/%X "
+                             "(protocol version %u)",
+                             peer_.c_str(), LSN_FORMAT_ARGS(start), version)));
     });
     last_message_at_ = Now();
     SendFeedback(repl, true, false);
@@ -637,7 +677,8 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
     protocol::Keepalive keepalive;
     protocol::CopyKind kind = protocol::ParseCopyData(std::string_view(data, len), xlog, keepalive);
     if (kind == protocol::CopyKind::kKeepalive) {
-        last_received_ = std::max(last_received_, keepalive.end_lsn);
+        // Everything the peer sent before it has been handled.
+        progress_.Processed(keepalive.end_lsn);
         peer_end_ = std::max(peer_end_, keepalive.end_lsn);
         // Caught up with the peer: the late tail, if any, is all here.
         if (!in_txn_ && failover_at_ != 0 && keepalive.end_lsn >= catchup_target_)
@@ -646,7 +687,8 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
         PublishProgress();
         return;
     }
-    last_received_ = std::max({last_received_, xlog.start_lsn, xlog.end_lsn});
+    XLogRecPtr data_end = std::max(xlog.start_lsn, xlog.end_lsn);
+    progress_.Received(data_end);
     peer_end_ = std::max(peer_end_, xlog.end_lsn);
     // Protocol version 2 sends a batch of messages in one CopyData.
     size_t offset = 0;
@@ -667,6 +709,9 @@ void ApplyWorker::Process(PeerConnection &repl, const char *data, int len) {
         }
         ApplyMessage(repl);
     }
+    // Only now, with all of it applied: a COMMIT that travels alone carries
+    // its transaction's end, and must not count until it is committed here.
+    progress_.Processed(data_end);
 }
 
 // Applies msg_, the message just decoded.
@@ -679,6 +724,9 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
         session_.xid = msg_.xid;
         session_.final_lsn = msg_.lsn;
         session_.commit_ts = msg_.commit_time;
+        progress_.BeginTransaction();
+        if (FaultInjected("apply_begin_error"))
+            throw Error(ERRCODE_DATA_CORRUPTED, "injected fault in the apply worker at BEGIN");
         PgCall([] {
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
@@ -714,6 +762,8 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
             MemoryContextSwitchTo(old);
             MemoryContextReset(ctx);
         });
+        if (FaultInjected("apply_commit_error"))
+            throw Error(ERRCODE_DATA_CORRUPTED, "injected fault in the apply worker at COMMIT");
         XLogRecPtr local_end = PgCall([&] {
             replorigin_session_origin_lsn = end;
             replorigin_session_origin_timestamp = ts;
@@ -725,7 +775,8 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
         });
         in_txn_ = false;
         backoff_ms_ = 1000; // applying works again: the next error starts from 1 s
-        pending_flush_.push_back({local_end, end});
+        progress_.Committed(end, local_end);
+        committed_since_error_ = true;
         if (failover_at_ != 0 && ts < failover_at_)
             late_count_++;
         SendFeedback(repl, false, false);
@@ -741,15 +792,9 @@ void ApplyWorker::SendFeedback(PeerConnection &repl, bool force, bool reply_requ
         TimestampDifferenceMilliseconds(last_feedback_, now) < kFeedbackIntervalMs)
         return;
     XLogRecPtr local_flushed = PgCall([] { return GetFlushRecPtr(nullptr); });
-    while (!pending_flush_.empty() && pending_flush_.front().local_end <= local_flushed) {
-        last_flushed_ = std::max(last_flushed_, pending_flush_.front().remote_end);
-        pending_flush_.pop_front();
-    }
-    // Nothing of ours in flight: everything received is done with.
-    if (pending_flush_.empty() && !in_txn_)
-        last_flushed_ = std::max(last_flushed_, last_received_);
-    repl.PutCopyData(protocol::StandbyStatusUpdate(last_received_, last_flushed_, last_flushed_,
-                                                   now, reply_requested));
+    XLogRecPtr flushed = progress_.Flushed(local_flushed);
+    repl.PutCopyData(protocol::StandbyStatusUpdate(progress_.received(), flushed, flushed, now,
+                                                   reply_requested));
     last_feedback_ = now;
     PublishProgress();
 }

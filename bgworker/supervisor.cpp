@@ -8,6 +8,14 @@
 // whose extension is gone. gsb.add_peer and gsb.drop_peer wake it through
 // its latch; otherwise it looks once a second.
 //
+// Exactly one of each: a supervisor that died (terminated, an error, a
+// crash of its own) is started again by the postmaster while the workers it
+// started run on, and it knows nothing of them. So a supervisor treats every
+// gsb worker that it did not start itself as a stranger: it stops them all
+// and waits for them to be gone before it starts any worker, and keeps
+// stopping strangers while it runs. Two site monitors, or two apply workers
+// fighting over one replication origin, never last longer than that.
+//
 // Not for: replication itself (apply_worker.cpp).
 #include "pg.hpp"
 
@@ -24,8 +32,11 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/backend_status.h"
 #include "utils/timestamp.h"
 }
+
+#include <signal.h>
 
 #include <algorithm>
 #include <string>
@@ -45,6 +56,12 @@ namespace {
 
 constexpr long kPollMs = 1000;
 constexpr long kMaxRestartDelayMs = 30000;
+// How long a new supervisor waits for an earlier one's workers to go.
+constexpr long kStrangerWaitMs = 10000;
+
+// The bgw_type of every worker the supervisor starts (see Start).
+constexpr const char *kWorkerTypes[] = {"gsb site monitor", "gsb http endpoint",
+                                        "gsb apply worker"};
 
 // A worker the supervisor keeps running: the site monitor, the HTTP
 // endpoint, or an apply worker for one peer.
@@ -143,6 +160,63 @@ void Start(Worker &w) {
     w.delay_ms = std::min(w.delay_ms * 2, kMaxRestartDelayMs);
 }
 
+// Asks every running gsb worker that is not one of workers (started by an
+// earlier supervisor) to stop, and returns how many there were.
+int StopStrangers(std::vector<Worker> &workers) {
+    // Processes first, then our own pids: a worker of ours that is visible
+    // in the first has its pid known in the second.
+    std::vector<pid_t> gsb_pids;
+    int n = PgCall([] {
+        pgstat_clear_snapshot();
+        return pgstat_fetch_stat_numbackends();
+    });
+    for (int i = 1; i <= n; i++) {
+        pid_t pid = PgCall([&] {
+            LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+            if (local == nullptr || local->backendStatus.st_backendType != B_BG_WORKER)
+                return static_cast<pid_t>(0);
+            return static_cast<pid_t>(local->backendStatus.st_procpid);
+        });
+        if (pid == 0 || pid == MyProcPid)
+            continue;
+        char type[BGW_MAXLEN] = "";
+        PgCall([&] {
+            const char *t = GetBackgroundWorkerTypeByPid(pid);
+            if (t != nullptr)
+                strlcpy(type, t, sizeof type);
+        });
+        for (const char *known : kWorkerTypes)
+            if (strcmp(type, known) == 0)
+                gsb_pids.push_back(pid);
+    }
+    std::vector<pid_t> ours;
+    for (Worker &w : workers) {
+        pid_t pid = 0;
+        if (w.handle != nullptr &&
+            PgCall([&] { return GetBackgroundWorkerPid(w.handle, &pid); }) == BGWH_STARTED)
+            ours.push_back(pid);
+    }
+    // Said once per process, however long it takes to go.
+    static std::vector<pid_t> told;
+    int strangers = 0;
+    for (pid_t pid : gsb_pids) {
+        if (std::find(ours.begin(), ours.end(), pid) != ours.end())
+            continue;
+        strangers++;
+        if (std::find(told.begin(), told.end(), pid) == told.end()) {
+            told.push_back(pid);
+            PgCall([&] {
+                ereport(LOG, (errmsg("gsb supervisor: stopping worker %d, started by an earlier "
+                                     "supervisor",
+                                     static_cast<int>(pid))));
+            });
+        }
+        kill(pid, SIGTERM);
+    }
+    PgCall([] { pgstat_clear_snapshot(); });
+    return strangers;
+}
+
 void Run() {
     PgCall([] {
         SharedState *s = Shared();
@@ -152,10 +226,42 @@ void Run() {
         LWLockRelease(s->lock);
     });
     std::vector<Worker> workers;
+    // Workers of an earlier supervisor of this server run on without it: let
+    // them go before starting any (they hold replication origins, and there
+    // is one site monitor).
+    TimestampTz wait_until =
+        PgCall([] { return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kStrangerWaitMs); });
+    while (StopStrangers(workers) > 0) {
+        if (PgCall([] { return GetCurrentTimestamp(); }) > wait_until) {
+            PgCall([] {
+                ereport(WARNING, (errmsg("gsb supervisor: workers of an earlier supervisor are "
+                                         "still running; starting anyway")));
+            });
+            break;
+        }
+        SleepOnLatch(100);
+    }
     for (;;) {
         ReloadConfigIfPending();
+        // Test hook: the supervisor fails (and is started again).
+        if (FaultInjected("supervisor_error"))
+            throw Error(ERRCODE_INTERNAL_ERROR, "injected fault in the gsb supervisor");
         bool installed = false;
-        std::vector<std::string> peers = ReadPeers(&installed);
+        std::vector<std::string> peers;
+        try {
+            peers = ReadPeers(&installed);
+        } catch (const std::exception &e) {
+            // A catalog read that failed (a lock timeout, say) is tried again
+            // on the next round; the workers run on meanwhile. RunStatement
+            // left no transaction behind.
+            std::string text = e.what();
+            PgCall([&] {
+                ereport(WARNING,
+                        (errmsg("gsb supervisor: could not read gsb.peers: %s", text.c_str())));
+            });
+            SleepOnLatch(kPollMs);
+            continue;
+        }
         std::vector<std::pair<Kind, std::string>> wanted;
         if (installed) {
             wanted.emplace_back(Kind::kMonitor, std::string());
@@ -197,6 +303,7 @@ void Run() {
                 continue;
             Start(w);
         }
+        StopStrangers(workers);
         // Forget workers that are neither wanted nor running.
         for (size_t i = 0; i < workers.size();) {
             if (!workers[i].wanted && workers[i].handle == nullptr)
@@ -215,7 +322,8 @@ void RegisterSupervisor() {
     memset(&bgw, 0, sizeof bgw);
     bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
     bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    bgw.bgw_restart_time = 10;
+    // Back soon after a failure: until it is, nothing restarts a worker.
+    bgw.bgw_restart_time = 1;
     strlcpy(bgw.bgw_library_name, "gsb", BGW_MAXLEN);
     strlcpy(bgw.bgw_function_name, "gsb_supervisor_main", BGW_MAXLEN);
     strlcpy(bgw.bgw_name, "gsb supervisor", BGW_MAXLEN);

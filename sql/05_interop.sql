@@ -6,6 +6,9 @@ SELECT try($q$SELECT gsb.selftest_raise('postgres')$q$);
 SELECT try($q$SELECT gsb.selftest_raise('gsb')$q$);
 SELECT try($q$SELECT gsb.selftest_raise('std')$q$);
 SELECT try($q$SELECT gsb.selftest_raise('alloc')$q$);
+SELECT try($q$SELECT gsb.selftest_raise('cxx_in_pgcall')$q$);
+-- And once more: the handler stack is intact after it.
+SELECT try($q$SELECT gsb.selftest_raise('cxx_in_pgcall')$q$);
 SELECT try($q$SELECT gsb.selftest_raise('nonsense')$q$);
 SELECT gsb.selftest_raise('none');
 

@@ -15,7 +15,10 @@
 //    only frame a longjmp may cross. A PostgreSQL error inside it is copied
 //    (CopyErrorData in the caller's memory context), flushed, and thrown as
 //    gsb::PgError, so destructors run as the exception unwinds to Entry, which
-//    raises it again with all of its fields.
+//    raises it again with all of its fields. A C++ exception thrown by fn is
+//    caught inside the PG_TRY block and thrown again after PG_END_TRY: let
+//    through, it would unwind past PG_END_TRY and leave PG_exception_stack
+//    pointing into PgCall's dead frame, where the next ERROR would jump.
 //
 // Not for: anything about the protocol or catalogs. No `return` inside PG_TRY.
 #pragma once
@@ -77,11 +80,20 @@ template <typename F> auto PgCall(F &&fn) -> decltype(fn()) {
     // add their lines when Entry raises the error again.
     ErrorContextCallback *outer_context = error_context_stack;
     volatile bool failed = false;
+    // A C++ exception from fn, held until PG_END_TRY has restored
+    // PG_exception_stack. Written inside PG_TRY, read after it: through a
+    // volatile pointer, like every such local.
+    std::exception_ptr thrown;
+    std::exception_ptr *volatile thrown_out = &thrown;
     if constexpr (std::is_void_v<R>) {
         PG_TRY();
         {
             error_context_stack = nullptr;
-            fn();
+            try {
+                fn();
+            } catch (...) {
+                *thrown_out = std::current_exception();
+            }
             error_context_stack = outer_context;
         }
         PG_CATCH();
@@ -89,6 +101,8 @@ template <typename F> auto PgCall(F &&fn) -> decltype(fn()) {
         PG_END_TRY();
         if (failed)
             throw CaptureCurrentPgError(caller);
+        if (*thrown_out)
+            std::rethrow_exception(*thrown_out);
     } else {
         static_assert(std::is_trivially_copyable_v<R>, "PgCall returns plain values only");
         R result{};
@@ -96,7 +110,11 @@ template <typename F> auto PgCall(F &&fn) -> decltype(fn()) {
         PG_TRY();
         {
             error_context_stack = nullptr;
-            *out = fn();
+            try {
+                *out = fn();
+            } catch (...) {
+                *thrown_out = std::current_exception();
+            }
             error_context_stack = outer_context;
         }
         PG_CATCH();
@@ -104,6 +122,8 @@ template <typename F> auto PgCall(F &&fn) -> decltype(fn()) {
         PG_END_TRY();
         if (failed)
             throw CaptureCurrentPgError(caller);
+        if (*thrown_out)
+            std::rethrow_exception(*thrown_out);
         return result;
     }
 }

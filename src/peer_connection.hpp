@@ -25,6 +25,8 @@
 
 #include "pg.hpp"
 
+#include "interop.hpp"
+
 extern "C" {
 #include "datatype/timestamp.h"
 }
@@ -52,12 +54,33 @@ class PgResult {
     PGresult *get() const { return r_; }
     int Rows() const { return PQntuples(r_); }
     int Cols() const { return PQnfields(r_); }
-    bool IsNull(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
+    // A peer is untrusted: a cell outside what it answered is an error
+    // (class 08, protocol violation), never a NULL pointer in a string.
+    bool IsNull(int row, int col) const {
+        CheckCell(row, col);
+        return PQgetisnull(r_, row, col) != 0;
+    }
     // The value as text ("" for NULL).
-    const char *Get(int row, int col) const { return PQgetvalue(r_, row, col); }
-    int Length(int row, int col) const { return PQgetlength(r_, row, col); }
+    const char *Get(int row, int col) const {
+        CheckCell(row, col);
+        return PQgetvalue(r_, row, col);
+    }
+    int Length(int row, int col) const {
+        CheckCell(row, col);
+        return PQgetlength(r_, row, col);
+    }
 
   private:
+    void CheckCell(int row, int col) const {
+        if (r_ == nullptr || row < 0 || col < 0 || row >= PQntuples(r_) || col >= PQnfields(r_))
+            throw Error(ERRCODE_PROTOCOL_VIOLATION,
+                        "the peer's answer has " + std::to_string(r_ ? PQntuples(r_) : 0) +
+                            " rows of " + std::to_string(r_ ? PQnfields(r_) : 0) +
+                            " columns; gsb needed row " + std::to_string(row + 1) + ", column " +
+                            std::to_string(col + 1),
+                        {}, "The peer runs another version of gsb, or is not a gsb site.");
+    }
+
     PGresult *r_;
 };
 

@@ -104,6 +104,11 @@ Datum gsb_selftest_raise(PG_FUNCTION_ARGS) {
             throw std::out_of_range("selftest: a std::exception");
         } else if (kind == "alloc") {
             throw std::bad_alloc();
+        } else if (kind == "cxx_in_pgcall") {
+            // A C++ exception out of PgCall's callable: the ERROR that Entry
+            // then raises must land in the caller's handler, not in PgCall's
+            // dead frame.
+            gsb::PgCall([] { throw std::out_of_range("selftest: thrown inside gsb::PgCall"); });
         } else if (kind == "none") {
             return (Datum)0;
         }

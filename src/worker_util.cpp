@@ -71,8 +71,15 @@ std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &arg
         char ***rows;
     } result = {out_cxt, 0, 0, nullptr};
     bool have_gsb = false;
+    // Whether this call started the transaction, so that on an error it ends
+    // it again: the caller gets the exception with no transaction, snapshot
+    // or SPI connection left open (AbortCurrentTransaction releases them all).
+    bool started = false;
     try {
         PgCall([&] {
+            if (IsTransactionOrTransactionBlock())
+                elog(ERROR, "gsb: RunStatement called inside a transaction");
+            started = true;
             spi::InTransaction([&] {
                 if (!OidIsValid(get_extension_oid("gsb", true)))
                     return;
@@ -121,7 +128,11 @@ std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &arg
             });
         });
     } catch (...) {
-        PgCall([&] { MemoryContextDelete(out_cxt); });
+        PgCall([&] {
+            if (started)
+                AbortCurrentTransaction();
+            MemoryContextDelete(out_cxt);
+        });
         throw;
     }
     int nrows = result.nrows, ncols = result.ncols;

@@ -21,7 +21,9 @@ using SqlRow = std::vector<std::optional<std::string>>;
 
 // Runs one statement through SPI in a transaction of its own and returns
 // its rows as text. When the extension is not installed it runs nothing,
-// returns no rows and sets *installed (if given) to false.
+// returns no rows and sets *installed (if given) to false. Call it outside
+// any transaction; when it throws, it has ended its transaction and left no
+// snapshot or SPI connection behind.
 std::vector<SqlRow> RunStatement(const char *sql, const std::vector<SqlArg> &args = {},
                                  bool read_only = true, bool *installed = nullptr);
 
