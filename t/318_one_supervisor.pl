@@ -1,4 +1,4 @@
-# 314_one_supervisor.pl: after any death of the gsb supervisor there is
+# 318_one_supervisor.pl: after any death of the gsb supervisor there is
 # exactly one supervisor, one site monitor and one apply worker per peer
 # within a few seconds, and replication goes on.
 #

@@ -1,4 +1,4 @@
-# 313_retry_exactly_once.pl: a transaction that fails to apply is retried
+# 315_retry_exactly_once.pl: a transaction that fails to apply is retried
 # until it applies, and is never skipped.
 #
 # The apply worker retries inside one process. Nothing learned on a failed
