@@ -111,9 +111,12 @@ gsb_copy_tree() {
 	fi
 }
 
-# Builds gsb in $1 as GSB_RUN_AS (compiler warnings show).
+# Builds gsb in $1 as GSB_RUN_AS (compiler warnings show); more arguments go
+# to make (e.g. GSB_TEST_HOOKS=1 for the test build).
 gsb_build() {
-	(cd "$1" && gsb_as make -j2 PG_CONFIG="$PG_CONFIG" </dev/null)
+	local dir=$1
+	shift
+	(cd "$dir" && gsb_as make -j2 PG_CONFIG="$PG_CONFIG" "$@" </dev/null)
 }
 
 # Installs the build in $1 into the PostgreSQL that PG_CONFIG names (after

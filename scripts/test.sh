@@ -1,11 +1,12 @@
 #!/bin/bash
 # scripts/test.sh [SUITE...]: gsb's whole test suite, as CI runs it (.ci/run).
 #
-#   bash scripts/test.sh            # lint, unit, fuzz, regress, tap
+#   bash scripts/test.sh            # lint, unit, fuzz, hooks, regress, tap
 #   bash scripts/test.sh unit tap   # some of them
 #
 # Suites: lint (clang-format check), unit (gtest protocol tests, no server),
 # fuzz (a 30 s libFuzzer run of the protocol reader; FUZZ_SECONDS changes it),
+# hooks (the default build has no test hooks: scripts/check-default-build.sh),
 # regress (pg_regress on one temporary cluster: sql/ against expected/), tap
 # (t/*.pl, multi-cluster tests with PostgreSQL::Test::Cluster).
 #
@@ -13,7 +14,8 @@
 # the apt-get command and stops), copies the source tree into a fresh work
 # directory, builds there, installs gsb into a private copy of PostgreSQL 15 in
 # that directory (the system's installation is never written) and runs the
-# suites. As root, PostgreSQL (which refuses root) and the build run as the user
+# suites, with the test build (GSB_TEST_HOOKS=1: fault points, selftest
+# functions). As root, PostgreSQL (which refuses root) and the build run as the user
 # postgres; as another user, everything runs as that user. A suite also fails when a server log shows a crash
 # (`terminated by signal` or PANIC). As root, the tap suite also runs
 # scripts/netns-helper.sh, so that t/309 can put the sites in network
@@ -27,13 +29,13 @@
 # Not for: testing against a running server (see README.md, Tests).
 set -uo pipefail
 
-all_suites=(lint unit fuzz regress tap)
+all_suites=(lint unit fuzz hooks regress tap)
 suites=()
 for arg; do
 	case $arg in
-	lint | unit | fuzz | regress | tap) suites+=("$arg") ;;
+	lint | unit | fuzz | hooks | regress | tap) suites+=("$arg") ;;
 	-h | --help)
-		sed -n '2,23s/^# \{0,1\}//p' "$0"
+		sed -n '2,25s/^# \{0,1\}//p' "$0"
 		exit 0
 		;;
 	*)
@@ -52,7 +54,7 @@ repo=$GSB_REPO
 # environment, and psql's column widths depend on that encoding.
 unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME LANGUAGE
 export LANG=C.UTF-8
-declare -A suite_timeout=([lint]=300 [unit]=300 [fuzz]=600 [regress]=900 [tap]=3000)
+declare -A suite_timeout=([lint]=300 [unit]=300 [fuzz]=600 [hooks]=600 [regress]=900 [tap]=3000)
 
 bash "$repo/scripts/deps.sh" || exit 1
 gsb_pg_init
@@ -62,9 +64,10 @@ wants() {
 	for s in "${suites[@]}"; do [[ $s == "$1" ]] && return 0; done
 	return 1
 }
-# Only regress and tap need gsb installed into the server.
+# Only hooks, regress and tap need gsb built (the test build, GSB_TEST_HOOKS=1)
+# and installed into the private server.
 needs_install=false
-if wants regress || wants tap; then needs_install=true; fi
+if wants hooks || wants regress || wants tap; then needs_install=true; fi
 
 gsb_choose_runner
 
@@ -150,12 +153,12 @@ check_server_logs() {
 build_ok=true
 if $needs_install; then
 	gsb_say "build (make -j2)"
-	if ! gsb_build "$work/src"; then
+	if ! gsb_build "$work/src" GSB_TEST_HOOKS=1; then
 		build_ok=false
 		build_note="not run: the build failed"
 	else
 		gsb_say "install (make install)"
-		if ! gsb_install "$work/src" >"$work/make-install.log" 2>&1; then
+		if ! gsb_install "$work/src" GSB_TEST_HOOKS=1 >"$work/make-install.log" 2>&1; then
 			cat "$work/make-install.log"
 			build_ok=false
 			build_note="not run: make install failed"
@@ -184,13 +187,21 @@ if wants fuzz; then
 	fi
 fi
 
+if wants hooks; then
+	if ! $build_ok; then
+		set_result hooks failed "$build_note"
+	else
+		run_suite hooks bash scripts/check-default-build.sh "$work/src"
+	fi
+fi
+
 if wants regress; then
 	if ! $build_ok; then
 		set_result regress failed "$build_note"
 	elif ! compgen -G 'sql/*.sql' >/dev/null; then
 		set_result regress skipped "no tests in sql/ yet"
 	else
-		args=(installcheck TAP_TESTS= PG_CONFIG="$PG_CONFIG")
+		args=(installcheck TAP_TESTS= PG_CONFIG="$PG_CONFIG" GSB_TEST_HOOKS=1)
 		[[ -n ${REGRESS:-} ]] && args+=(REGRESS="$REGRESS")
 		run_suite regress make "${args[@]}"
 		stop_leftover_servers
@@ -215,7 +226,7 @@ if wants tap; then
 	elif ! compgen -G 't/*.pl' >/dev/null; then
 		set_result tap skipped "no tests in t/ yet"
 	else
-		args=(installcheck REGRESS= PG_CONFIG="$PG_CONFIG")
+		args=(installcheck REGRESS= PG_CONFIG="$PG_CONFIG" GSB_TEST_HOOKS=1)
 		[[ -n ${PROVE_TESTS:-} ]] && args+=(PROVE_TESTS="$PROVE_TESTS")
 		[[ -n ${PROVE_FLAGS:-} ]] && args+=(PROVE_FLAGS="$PROVE_FLAGS")
 		# The link-fault test (t/309) puts the sites in network namespaces,

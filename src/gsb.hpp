@@ -11,7 +11,9 @@ extern int guc_failover_timeout_ms;
 extern int guc_failback_delay_ms;
 extern int guc_config_sync_interval_s;
 extern char *guc_maintenance_window;
+#ifdef GSB_TEST_HOOKS
 extern char *guc_fault_injection;
+#endif
 extern int guc_apply_timeout_ms;
 extern int guc_peer_timeout_ms;
 extern int guc_http_port;
@@ -19,7 +21,13 @@ extern char *guc_http_listen_addresses;
 extern char *guc_http_status_token;
 
 // True when `point` is named in gsb.fault_injection (a test hook; superuser).
+// Only the test build (GSB_TEST_HOOKS) has the setting; in the default build
+// every fault point is a constant false, and the compiler drops its code.
+#ifdef GSB_TEST_HOOKS
 bool FaultInjected(const char *point);
+#else
+constexpr bool FaultInjected(const char *) { return false; }
+#endif
 
 // The gsb protocol version this site speaks: protocol::kVersion, or one more
 // under the fault point protocol_version_next (how the tests make a peer that

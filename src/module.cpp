@@ -29,13 +29,16 @@ int guc_failover_timeout_ms = 10000;
 int guc_failback_delay_ms = 60000;
 int guc_config_sync_interval_s = 86400;
 char *guc_maintenance_window = nullptr;
+#ifdef GSB_TEST_HOOKS
 char *guc_fault_injection = nullptr;
+#endif
 int guc_apply_timeout_ms = 60000;
 int guc_peer_timeout_ms = 10000;
 int guc_http_port = 0;
 char *guc_http_listen_addresses = nullptr;
 char *guc_http_status_token = nullptr;
 
+#ifdef GSB_TEST_HOOKS
 bool FaultInjected(const char *point) {
     if (guc_fault_injection == nullptr || guc_fault_injection[0] == '\0')
         return false;
@@ -49,6 +52,7 @@ bool FaultInjected(const char *point) {
     }
     return false;
 }
+#endif
 
 unsigned SpokenProtocolVersion() {
     return protocol::kVersion + (FaultInjected("protocol_version_next") ? 1 : 0);
@@ -115,9 +119,11 @@ void DefineGucs() {
                             "wins.",
                             &guc_peer_timeout_ms, 10000, 100, INT_MAX, PGC_USERSET, GUC_UNIT_MS,
                             nullptr, nullptr, nullptr);
+#ifdef GSB_TEST_HOOKS
     DefineCustomStringVariable(
         "gsb.fault_injection", "Comma-separated fault points to trigger (tests only).", nullptr,
         &guc_fault_injection, "", PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
+#endif
     DefineCustomIntVariable(
         "gsb.http_port", "TCP port of the HTTP endpoint for load balancers; 0 turns it off.",
         nullptr, &guc_http_port, 0, 0, 65535, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);

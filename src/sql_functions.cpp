@@ -34,8 +34,10 @@ extern "C" {
 
 extern "C" {
 PG_FUNCTION_INFO_V1(gsb_invalidate_relation);
+#ifdef GSB_TEST_HOOKS
 PG_FUNCTION_INFO_V1(gsb_selftest_raise);
 PG_FUNCTION_INFO_V1(gsb_selftest_receive);
+#endif
 PG_FUNCTION_INFO_V1(gsb_slot_name);
 PG_FUNCTION_INFO_V1(gsb_origin_name);
 }
@@ -84,6 +86,7 @@ Datum gsb_invalidate_relation(PG_FUNCTION_ARGS) {
     });
 }
 
+#ifdef GSB_TEST_HOOKS
 // Raises an error of the named kind from inside C++ frames that hold live
 // objects, so tests can see each path reach the client as a clean error.
 Datum gsb_selftest_raise(PG_FUNCTION_ARGS) {
@@ -181,6 +184,7 @@ Datum gsb_selftest_receive(PG_FUNCTION_ARGS) {
     }
     PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s: %s", path, OidOutputFunctionCall(out, value))));
 }
+#endif // GSB_TEST_HOOKS
 
 extern "C" {
 PG_FUNCTION_INFO_V1(gsb_run_as_owner);

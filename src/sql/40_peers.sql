@@ -33,7 +33,7 @@ CREATE TABLE gsb.conflicts (
 );
 CREATE INDEX conflicts_at_idx ON gsb.conflicts (at);
 
--- STABLE, not IMMUTABLE: the test hook gsb.fault_injection can change it.
+-- STABLE, not IMMUTABLE: a test build's fault point can change it.
 CREATE FUNCTION gsb.protocol_version() RETURNS int
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gsb_protocol_version';
 
