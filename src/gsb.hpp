@@ -26,7 +26,9 @@ extern char *guc_http_status_token;
 #ifdef GSB_TEST_HOOKS
 bool FaultInjected(const char *point);
 #else
-constexpr bool FaultInjected(const char *) { return false; }
+constexpr bool FaultInjected(const char *) {
+    return false;
+}
 #endif
 
 // The gsb protocol version this site speaks: protocol::kVersion, or one more

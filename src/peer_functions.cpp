@@ -44,6 +44,17 @@ Datum gsb_protocol_version(PG_FUNCTION_ARGS) {
     PG_RETURN_INT32(static_cast<int32>(gsb::SpokenProtocolVersion()));
 }
 
+// The deadlines of an SQL function's session on the peer: timeout_ms
+// (gsb.peer_timeout) to connect and for the link, total_ms for the answer.
+static gsb::PeerTimeouts SqlFunctionTimeouts(long timeout_ms, long total_ms) {
+    gsb::PeerTimeouts timeouts;
+    timeouts.connect_ms = timeout_ms;
+    timeouts.query_ms = total_ms;
+    timeouts.link_ms = timeout_ms;
+    timeouts.setting = "gsb.peer_timeout";
+    return timeouts;
+}
+
 // gsb._peer_query(conninfo text, query text, params text[], runs_for interval)
 // RETURNS SETOF text[]
 // Runs one query on the peer and returns its rows as text arrays. Connecting
@@ -81,11 +92,7 @@ Datum gsb_peer_query(PG_FUNCTION_ARGS) {
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 
     return gsb::Entry([&] {
-        gsb::PeerTimeouts timeouts;
-        timeouts.connect_ms = timeout_ms;
-        timeouts.query_ms = total_ms;
-        timeouts.link_ms = timeout_ms;
-        timeouts.setting = "gsb.peer_timeout";
+        gsb::PeerTimeouts timeouts = SqlFunctionTimeouts(timeout_ms, total_ms);
         TimestampTz deadline = gsb::PeerConnection::DeadlineIn(total_ms);
         gsb::PeerConnection conn(conninfo, gsb::PeerConnection::Kind::kSql, "gsb", timeouts);
         gsb::PgResult r = conn.ExecBy(deadline, nullptr, query, nparams, params);
@@ -123,12 +130,8 @@ Datum gsb_peer_login_uses_password(PG_FUNCTION_ARGS) {
     char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
     long timeout_ms = gsb::guc_peer_timeout_ms;
     return gsb::Entry([&] {
-        gsb::PeerTimeouts timeouts;
-        timeouts.connect_ms = timeout_ms;
-        timeouts.query_ms = timeout_ms;
-        timeouts.link_ms = timeout_ms;
-        timeouts.setting = "gsb.peer_timeout";
-        gsb::PeerConnection conn(conninfo, gsb::PeerConnection::Kind::kSql, "gsb", timeouts);
+        gsb::PeerConnection conn(conninfo, gsb::PeerConnection::Kind::kSql, "gsb",
+                                 SqlFunctionTimeouts(timeout_ms, timeout_ms));
         return BoolGetDatum(PQconnectionUsedPassword(conn.conn()) != 0);
     });
 }

@@ -157,6 +157,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET log_min_error_statement = panic
 AS $$
 DECLARE
+    refused text;
     me gsb.site;
     facts text[];
     problems text;
@@ -178,19 +179,18 @@ BEGIN
     -- certificates, trust and peer authentication): a role that is not a
     -- superuser must authenticate with a password of its own, as dblink
     -- demands, or it could reach what only the server may.
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
-       AND NOT gsb._conninfo_has_password(conninfo) THEN
-        RAISE EXCEPTION 'password is required'
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'Only superusers may add a peer whose connection string has no password.',
-                  HINT = 'Put password=... in the connection string, or have a superuser add the peer.';
-    END IF;
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
-       AND NOT gsb._peer_login_uses_password(conninfo) THEN
-        RAISE EXCEPTION 'password is required'
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'The peer let this server in without asking for the password.',
-                  HINT = 'Make the peer ask for a password (e.g. scram-sha-256 in pg_hba.conf), or have a superuser add the peer.';
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+        refused := CASE
+            WHEN NOT gsb._conninfo_has_password(conninfo)
+                THEN 'Only superusers may add a peer whose connection string has no password.'
+            WHEN NOT gsb._peer_login_uses_password(conninfo)
+                THEN 'The peer let this server in without asking for the password.'
+        END;
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'password is required'
+                USING ERRCODE = 'insufficient_privilege', DETAIL = refused,
+                      HINT = 'Put password=... in the connection string and have the peer ask for it (e.g. scram-sha-256 in pg_hba.conf), or have a superuser add the peer.';
+        END IF;
     END IF;
     IF copy_data IS NULL THEN
         RAISE EXCEPTION 'copy_data must be true or false'
