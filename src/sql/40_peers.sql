@@ -117,16 +117,21 @@ END
 $$;
 
 -- The one description of a table's columns, in column order: name, type
--- (without typmod, as both sites print it), place in the primary key (NULL
+-- (without typmod, as both sites print it), place in the key (NULL
 -- when not part of it) and whether it is generated. The checks of a peer's
 -- tables (gsb._table_columns), gsb.verify() and the copies read it.
 CREATE FUNCTION gsb._columns(rel oid)
 RETURNS TABLE (attnum int, col text, typ text, key_pos int, generated boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT a.attnum::int, a.attname::text, format_type(a.atttypid, NULL),
+           -- the key as the apply worker and the plugin take it
+           -- (catalog::KeyIndex): the replica identity index when the table
+           -- names one, else the primary key
            (SELECT k.ord::int
               FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-             WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum),
+             WHERE i.indrelid = a.attrelid AND k.attnum = a.attnum
+               AND CASE WHEN (SELECT c.relreplident FROM pg_class c WHERE c.oid = a.attrelid) = 'i'
+                        THEN i.indisreplident ELSE i.indisprimary END),
            a.attgenerated <> ''
       FROM pg_attribute a
      WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
