@@ -623,20 +623,23 @@ bool FilterByOrigin(LogicalDecodingContext *, RepOriginId origin_id) {
 } // namespace
 } // namespace gsb
 
-// C entry points: each one runs its body under gsb::Entry.
+// C entry points: each one runs its body under gsb::Entry, and inside one
+// gsb::PgCall, so that a PostgreSQL error raised anywhere in the body (an
+// output or send function, a catalog lookup, a client gone while writing)
+// unwinds the C++ frames as an exception instead of jumping over them.
 extern "C" {
 
 static void gsb_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init) {
-    gsb::Entry([&] { gsb::Startup(ctx, opt, is_init); });
+    gsb::Entry([&] { gsb::PgCall([&] { gsb::Startup(ctx, opt, is_init); }); });
 }
 static void gsb_shutdown(LogicalDecodingContext *ctx) {
-    gsb::Entry([&] { gsb::Shutdown(ctx); });
+    gsb::Entry([&] { gsb::PgCall([&] { gsb::Shutdown(ctx); }); });
 }
 static void gsb_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {
-    gsb::Entry([&] { gsb::BeginTxn(ctx, txn); });
+    gsb::Entry([&] { gsb::PgCall([&] { gsb::BeginTxn(ctx, txn); }); });
 }
 static void gsb_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr lsn) {
-    gsb::Entry([&] { gsb::CommitTxn(ctx, txn, lsn); });
+    gsb::Entry([&] { gsb::PgCall([&] { gsb::CommitTxn(ctx, txn, lsn); }); });
 }
 static void gsb_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
                        ReorderBufferChange *change) {
@@ -649,12 +652,13 @@ static void gsb_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relat
                 ereport(ERROR, (errcode(ERRCODE_DIVISION_BY_ZERO),
                                 errmsg("gsb: injected PostgreSQL error in the output plugin")));
             });
-        gsb::Change(ctx, txn, rel, change);
+        gsb::PgCall([&] { gsb::Change(ctx, txn, rel, change); });
     });
 }
 static void gsb_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
                          Relation relations[], ReorderBufferChange *change) {
-    gsb::Entry([&] { gsb::Truncate(ctx, txn, nrelations, relations, change); });
+    gsb::Entry(
+        [&] { gsb::PgCall([&] { gsb::Truncate(ctx, txn, nrelations, relations, change); }); });
 }
 static bool gsb_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id) {
     return gsb::Entry([&] { return gsb::FilterByOrigin(ctx, origin_id); });
