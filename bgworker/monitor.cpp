@@ -18,6 +18,10 @@
 // gsb._monitor_tick() in SQL, in one transaction per heartbeat; see the
 // state machine in the README.
 //
+// Once a second at most it also prunes the history (PruneHistory below):
+// rows of gsb.conflicts and gsb.site_events older than gsb.conflict_retention
+// and gsb.site_events_retention.
+//
 // Not for: replication (apply_worker.cpp).
 #include "pg.hpp"
 
@@ -29,6 +33,7 @@ extern "C" {
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/origin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -48,6 +53,7 @@ extern "C" {
 #include "interop.hpp"
 #include "peer_connection.hpp"
 #include "shared_state.hpp"
+#include "spi.hpp"
 #include "worker_util.hpp"
 
 extern "C" {
@@ -103,6 +109,118 @@ void Publish(bool reachable, TimestampTz heartbeat_at, const std::string &error,
     });
 }
 
+// History pruning. gsb.site_events is replicated, yet each site keeps its own
+// copy for as long as its own setting says: the prune's transactions run under
+// a replication origin of their own, and the output plugin never sends a
+// change that has an origin (FilterByOrigin). The name has a space, which no
+// site name has, so it is never a peer's origin ("gsb_<site>").
+constexpr const char *kPruneOrigin = "gsb prune";
+// Rows per transaction: each batch holds its row locks for a few ms only.
+constexpr long kPruneBatch = 2000;
+// A prune stops after this long and goes on at the next tick, so that it
+// never delays a heartbeat by much.
+constexpr long kPruneBudgetMs = 200;
+
+struct PruneTarget {
+    const char *due;   // a row older than $1 seconds exists
+    const char *prune; // deletes at most $2 of them
+    int retention_s;   // 0: keep forever
+    bool is_due = false;
+};
+
+// Runs sql with ($1 retention in seconds, $2 batch size) in the current
+// transaction; returns the rows it found or deleted.
+uint64 RunPruneStatement(const char *sql, int retention_s, bool read_only) {
+    Oid types[2] = {INT4OID, INT8OID};
+    Datum values[2] = {Int32GetDatum(retention_s), Int64GetDatum(kPruneBatch)};
+    spi::Statement st;
+    st.sql = sql;
+    st.nargs = 2;
+    st.types = types;
+    st.values = values;
+    st.read_only = read_only;
+    st.count = read_only ? 1 : 0;
+    st.failure = "could not prune the history";
+    return spi::Execute(st);
+}
+
+void ResetPruneOrigin() {
+    PgCall([] {
+        AbortOutOfAnyTransaction();
+        replorigin_session_reset();
+        replorigin_session_origin = InvalidRepOriginId;
+    });
+}
+
+// Deletes history older than its retention: in batches of kPruneBatch rows,
+// each in a transaction of its own, for kPruneBudgetMs at most. Returns
+// whether rows were left for the next call.
+bool PruneHistory() {
+    PruneTarget targets[2] = {
+        {"SELECT 1 FROM gsb.conflicts WHERE at < pg_catalog.now() - "
+         "pg_catalog.make_interval(secs => $1) LIMIT 1",
+         "DELETE FROM gsb.conflicts WHERE id IN (SELECT id FROM gsb.conflicts WHERE at < "
+         "pg_catalog.now() - pg_catalog.make_interval(secs => $1) ORDER BY at LIMIT $2)",
+         guc_conflict_retention_s},
+        {"SELECT 1 FROM gsb.site_events WHERE at < pg_catalog.now() - "
+         "pg_catalog.make_interval(secs => $1) LIMIT 1",
+         "DELETE FROM gsb.site_events WHERE id IN (SELECT id FROM gsb.site_events WHERE at < "
+         "pg_catalog.now() - pg_catalog.make_interval(secs => $1) ORDER BY at LIMIT $2)",
+         guc_site_events_retention_s}};
+    if (guc_conflict_retention_s <= 0 && guc_site_events_retention_s <= 0)
+        return false;
+    // Whether anything is due, and the origin (made the first time).
+    RepOriginId origin = PgCall([&]() -> RepOriginId {
+        return spi::InTransaction([&]() -> RepOriginId {
+            bool any = false;
+            for (PruneTarget &t : targets) {
+                t.is_due = t.retention_s > 0 && RunPruneStatement(t.due, t.retention_s, true) > 0;
+                any = any || t.is_due;
+            }
+            if (!any)
+                return InvalidRepOriginId;
+            RepOriginId id = replorigin_by_name(kPruneOrigin, true);
+            if (id == InvalidRepOriginId)
+                id = replorigin_create(kPruneOrigin);
+            return id;
+        });
+    });
+    if (origin == InvalidRepOriginId)
+        return false;
+    PgCall([&] {
+        replorigin_session_setup(origin);
+        replorigin_session_origin = origin;
+    });
+    bool more = false;
+    try {
+        TimestampTz stop = PgCall(
+            [] { return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kPruneBudgetMs); });
+        for (PruneTarget &t : targets) {
+            while (t.is_due) {
+                uint64 n = PgCall([&] {
+                    return spi::InTransaction(
+                        [&] { return RunPruneStatement(t.prune, t.retention_s, false); });
+                });
+                if (n < static_cast<uint64>(kPruneBatch))
+                    break;
+                if (PgCall([] { return GetCurrentTimestamp(); }) >= stop) {
+                    more = true;
+                    break;
+                }
+            }
+            if (more)
+                break;
+        }
+    } catch (...) {
+        // Never leave the origin set: the tick's own writes (a failover's
+        // site event) must reach the peer.
+        ResetPruneOrigin();
+        throw;
+    }
+    ResetPruneOrigin();
+    return more;
+}
+
 void ClearMonitorOnExit(int, Datum) {
     if (!SharedStateAvailable())
         return;
@@ -123,6 +241,8 @@ void Run() {
     TimestampTz started = PgCall([] { return GetCurrentTimestamp(); });
     TimestampTz reachable_since = 0, unreachable_since = started;
     bool was_reachable = true;
+    TimestampTz pruned_at = 0;
+    bool prune_more = false;
     for (;;) {
         ReloadConfigIfPending();
         std::string error;
@@ -229,6 +349,12 @@ void Run() {
             } else {
                 conn.reset();
                 Publish(false, 0, st.ready ? "no peer" : "site not initialised", st.ready);
+            }
+            TimestampTz now = PgCall([] { return GetCurrentTimestamp(); });
+            if (st.ready && (prune_more || TimestampDifferenceExceeds(pruned_at, now, 1000))) {
+                pruned_at = now;
+                prune_more = false;
+                prune_more = PruneHistory();
             }
         } catch (const std::exception &e) {
             std::string msg = e.what();

@@ -19,6 +19,10 @@ extern int guc_peer_timeout_ms;
 extern int guc_http_port;
 extern char *guc_http_listen_addresses;
 extern char *guc_http_status_token;
+// History retention, in seconds; 0: keep forever (the site monitor prunes).
+extern int guc_conflict_retention_s;
+extern int guc_site_events_retention_s;
+extern bool guc_record_conflicts;
 
 // True when `point` is named in gsb.fault_injection (a test hook; superuser).
 // Only the test build (GSB_TEST_HOOKS) has the setting; in the default build

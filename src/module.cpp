@@ -37,6 +37,9 @@ int guc_peer_timeout_ms = 10000;
 int guc_http_port = 0;
 char *guc_http_listen_addresses = nullptr;
 char *guc_http_status_token = nullptr;
+int guc_conflict_retention_s = 7 * 86400;
+int guc_site_events_retention_s = 90 * 86400;
+bool guc_record_conflicts = true;
 
 #ifdef GSB_TEST_HOOKS
 bool FaultInjected(const char *point) {
@@ -119,6 +122,21 @@ void DefineGucs() {
                             "wins.",
                             &guc_peer_timeout_ms, 10000, 100, INT_MAX, PGC_USERSET, GUC_UNIT_MS,
                             nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("gsb.conflict_retention",
+                            "The site monitor deletes rows of gsb.conflicts older than this; "
+                            "0 keeps them forever.",
+                            nullptr, &guc_conflict_retention_s, 7 * 86400, 0, INT_MAX, PGC_SIGHUP,
+                            GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("gsb.site_events_retention",
+                            "The site monitor deletes rows of gsb.site_events older than this "
+                            "(on this site only); 0 keeps them forever.",
+                            nullptr, &guc_site_events_retention_s, 90 * 86400, 0, INT_MAX,
+                            PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("gsb.record_conflicts",
+                             "Whether the apply workers record each conflict in gsb.conflicts.",
+                             "Off: conflicts are decided the same way, but neither written to "
+                             "gsb.conflicts nor logged.",
+                             &guc_record_conflicts, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 #ifdef GSB_TEST_HOOKS
     DefineCustomStringVariable(
         "gsb.fault_injection", "Comma-separated fault points to trigger (tests only).", nullptr,
