@@ -21,7 +21,7 @@
 # scripts/netns-helper.sh, so that t/309 can put the sites in network
 # namespaces; otherwise that test skips itself and the summary says why.
 # The work directory is kept on failure (or
-# with KEEP=1). Also read: PROVE_TESTS='t/001_x.pl ...', PROVE_FLAGS, REGRESS
+# with KEEP=1); GSB_WORK_ROOT (default /tmp) is where it is made. Also read: PROVE_TESTS='t/001_x.pl ...', PROVE_FLAGS, REGRESS
 # (space-separated test names), PG_CONFIG, GSB_TEST_TIMEOUT (seconds for each
 # suite; by default lint and unit 300, regress 900, tap 3000, which keeps a run
 # within CI's 90 minutes).
@@ -71,7 +71,7 @@ if wants hooks || wants regress || wants tap; then needs_install=true; fi
 
 gsb_choose_runner
 
-work=$(mktemp -d /tmp/gsb-test.XXXXXX) || gsb_die "cannot make a work directory"
+work=$(mktemp -d "${GSB_WORK_ROOT:-/tmp}/gsb-test.XXXXXX") || gsb_die "cannot make a work directory"
 export GSB_HOME=$work
 gsb_say "work directory $work (as ${GSB_RUN_AS:-$(id -un)})"
 # The source tree goes to $work/src, gsb is installed into a private copy of
