@@ -18,6 +18,10 @@
 #     DROP_REPLICATION_SLOT, ...) with its command tag;
 #   - anything else (every SELECT, FETCH, START_REPLICATION) with one text
 #     column "x" and one row "1": the wrong shape for what gsb asks.
+# $fake->mode('copy') changes that for the connections that follow: the
+# initial copy's list of tables (one, public.items) and the table's kind and
+# owner are answered right, so that the worker gets as far as the query of
+# the table's columns (answered with the wrong shape); mode('all') goes back.
 # Every login is logged (epoch time, application_name, replication) to the log
 # file, one line each. The server (and each connection's process) exits by
 # itself after lifetime seconds (default 300), so a failed test leaves nothing
@@ -49,6 +53,7 @@ sub start
 		ReuseAddr => 1) or croak "fake peer: cannot listen: $!";
 	open(my $fh, '>', $self->{log}) or croak "fake peer: $self->{log}: $!";
 	close($fh);
+	$self->mode($opts{mode} // 'all');
 	my $pid = fork();
 	croak "fork: $!" unless defined $pid;
 	if ($pid == 0)
@@ -74,6 +79,27 @@ sub start
 }
 
 sub port { return $_[0]->{port}; }
+
+# Sets what the fake answers from now on: 'all' or 'copy' (above).
+sub mode
+{
+	my ($self, $mode) = @_;
+	croak "unknown mode $mode" unless $mode =~ /^(all|copy)$/;
+	open(my $fh, '>', "$self->{log}.mode.tmp") or croak $!;
+	print $fh $mode;
+	close($fh);
+	rename("$self->{log}.mode.tmp", "$self->{log}.mode") or croak $!;
+	return;
+}
+
+sub _current_mode
+{
+	my ($self) = @_;
+	open(my $fh, '<', "$self->{log}.mode") or return 'all';
+	my $mode = <$fh> // 'all';
+	close($fh);
+	return $mode;
+}
 
 # The conninfo that reaches it.
 sub connstr
@@ -144,8 +170,20 @@ sub _data_row
 # up to CommandComplete (without ReadyForQuery).
 sub _answer
 {
-	my ($sql) = @_;
+	my ($sql, $mode) = @_;
 	$sql =~ s/^\s+//;
+	if ($mode eq 'copy' && $sql =~ /FROM gsb\.tables/)
+	{
+		return _row_description(qw(oid nspname relname))
+		  . _data_row('16384', 'public', 'items')
+		  . _msg('C', "SELECT 1\0");
+	}
+	if ($mode eq 'copy' && $sql =~ /relkind/)
+	{
+		return _row_description(qw(relkind rolname))
+		  . _data_row('r', 'postgres')
+		  . _msg('C', "SELECT 1\0");
+	}
 	if ($sql =~ /^IDENTIFY_SYSTEM/i)
 	{
 		return _row_description(qw(systemid timeline xlogpos dbname))
@@ -193,6 +231,7 @@ sub _serve
 	printf $log "%.3f\t%s\t%s\n", time(), $params{application_name} // '',
 	  $params{replication} // '';
 	close($log);
+	my $mode = $self->_current_mode;
 	my $out = _msg('R', pack('N', 0));
 	my %status = (
 		server_version => '15.4',
@@ -223,7 +262,7 @@ sub _serve
 		elsif ($type eq 'Q')
 		{
 			my ($sql) = unpack('Z*', $body);
-			syswrite($sock, _answer($sql) . _msg('Z', 'I'));
+			syswrite($sock, _answer($sql, $mode) . _msg('Z', 'I'));
 		}
 		elsif ($type eq 'P')
 		{
@@ -233,7 +272,7 @@ sub _serve
 		}
 		elsif ($type eq 'B') { syswrite($sock, _msg('2', '')); }
 		elsif ($type eq 'D') { }    # the RowDescription comes with Execute
-		elsif ($type eq 'E') { syswrite($sock, _answer($parsed)); }
+		elsif ($type eq 'E') { syswrite($sock, _answer($parsed, $mode)); }
 		elsif ($type eq 'S') { syswrite($sock, _msg('Z', 'I')); }
 		elsif ($type eq 'H' || $type eq 'C' || $type eq 'd' || $type eq 'c') { }
 		else { last; }
