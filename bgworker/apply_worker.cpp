@@ -357,33 +357,33 @@ void ApplyWorker::Backoff() {
 // breaks every worker is not retried faster by restarting them.
 void ApplyWorker::WaitOutBackoff() {
     const char *name = peer_.c_str();
-    for (bool logged = false;;) {
-        long remaining_ms = 0;
-        PgCall([&] {
-            SharedState *s = Shared();
-            TimestampTz now = GetCurrentTimestamp();
-            LWLockAcquire(s->lock, LW_SHARED);
-            PeerSlot *slot = FindPeerSlot(s, name, false);
-            if (slot != nullptr) {
-                if (slot->backoff_ms > 0)
-                    backoff_set_ = true;
-                if (slot->backoff_until > now)
-                    remaining_ms = (slot->backoff_until - now + 999) / 1000;
-            }
-            LWLockRelease(s->lock);
-        });
-        if (remaining_ms <= 0)
-            return;
-        if (!logged) {
-            PgCall([&] {
-                ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" waits %ld ms before "
-                                     "connecting: the backoff after the last failure",
-                                     name, remaining_ms)));
-            });
-            logged = true;
+    long remaining_ms = 0;
+    PgCall([&] {
+        SharedState *s = Shared();
+        TimestampTz now = GetCurrentTimestamp();
+        LWLockAcquire(s->lock, LW_SHARED);
+        PeerSlot *slot = FindPeerSlot(s, name, false);
+        if (slot != nullptr) {
+            if (slot->backoff_ms > 0)
+                backoff_set_ = true;
+            if (slot->backoff_until > now)
+                remaining_ms = (slot->backoff_until - now + 999) / 1000;
         }
-        SleepOnLatch(remaining_ms);
-    }
+        LWLockRelease(s->lock);
+    });
+    // Never longer than the longest backoff (a clock set back meanwhile).
+    remaining_ms = std::min(remaining_ms, kMaxBackoffMs);
+    if (remaining_ms <= 0)
+        return;
+    PgCall([&] {
+        ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" waits %ld ms before connecting: "
+                             "the backoff after the last failure",
+                             name, remaining_ms)));
+    });
+    // A latch set meanwhile (a reload) does not cut the wait short.
+    TimestampTz until = TimestampTzPlusMilliseconds(Now(), remaining_ms);
+    for (TimestampTz now = Now(); now < until; now = Now())
+        SleepOnLatch(std::max(1L, static_cast<long>((until - now + 999) / 1000)));
 }
 
 // Applying works again: the next failure waits 1 s.
