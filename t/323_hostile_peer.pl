@@ -141,7 +141,7 @@ is($rc, 0, 'gsb._peer_query on the fake answers') or diag($err);
 isnt($rc, 0, 'gsb.verify() against the fake fails');
 like($err, qr/ERROR:/, 'with an error');
 unlike($err, qr/57014|statement timeout/, 'of its own, not the statement timeout') or diag($err);
-diag("gsb.verify(): " . (split /\n/, $err)[0]);
+diag("gsb.verify(): " . join(" | ", grep { /ERROR|DETAIL/ } split /\n/, $err));
 unlike($err, qr/server closed the connection|terminated abnormally/,
 	'and the session stays');
 
