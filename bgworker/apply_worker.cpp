@@ -12,8 +12,9 @@
 //   only once the local commit is on disk.
 // An error (peer unreachable, malformed message, schema drift, a failed
 // apply) is logged with its context and shown in gsb.status; the worker
-// drops the connection, waits with exponential backoff and starts again from
-// the origin's progress.
+// drops the connection, waits with exponential backoff (kept in the peer's
+// shared-memory slot, so a restarted worker waits out what is left of it)
+// and starts again from the origin's progress.
 //
 // Not for: deciding conflicts (conflict.cpp) or executing changes (apply.cpp).
 #include "pg.hpp"
@@ -114,6 +115,8 @@ class ApplyWorker {
     void SetState(PeerState st);
     void RecordError(const std::exception &e);
     void Backoff();
+    void WaitOutBackoff();
+    void ResetBackoff();
     void InitialSync(PeerConnection &repl, const PeerConfig &cfg);
     void CopyTable(PeerConnection &sql, const std::string &relid, const std::string &nspname,
                    const std::string &relname);
@@ -142,7 +145,11 @@ class ApplyWorker {
     bool committed_since_error_ = false;
     TimestampTz last_feedback_ = 0;
     TimestampTz last_message_at_ = 0;
-    long backoff_ms_ = 1000;
+    // The wait before the next attempt, taken from the peer's shared-memory
+    // slot when the error was recorded; backoff_set_: the slot holds a
+    // backoff that a working apply must reset.
+    long retry_wait_ms_ = 1000;
+    bool backoff_set_ = false;
     bool had_error_ = false;
     // Late tail: after this site took over from the failed primary, the
     // primary's transactions committed before that moment that arrive now.
@@ -315,28 +322,84 @@ void ApplyWorker::RecordError(const std::exception &e) {
     const char *name = peer_.c_str();
     const char *msg = text.c_str();
     PeerState st = connection ? PeerState::kDown : PeerState::kError;
-    long backoff = backoff_ms_;
+    // The backoff lives in the peer's slot: a worker restarted meanwhile
+    // (after a crash, a kill, a supervisor's restart) goes on from it.
+    long backoff = 1000;
     PgCall([&] {
-        ereport(connection ? LOG : WARNING,
-                (errmsg("gsb apply worker for peer \"%s\": %s", name, msg),
-                 errdetail("Retrying in %ld ms.", backoff)));
         SharedState *s = Shared();
+        TimestampTz now = GetCurrentTimestamp();
         LWLockAcquire(s->lock, LW_EXCLUSIVE);
         PeerSlot *slot = FindPeerSlot(s, name, true);
         if (slot != nullptr) {
             slot->state = st;
             strlcpy(slot->last_error, msg, kErrorLen);
-            slot->last_error_at = GetCurrentTimestamp();
+            slot->last_error_at = now;
+            backoff = slot->backoff_ms > 0 ? slot->backoff_ms : 1000;
+            slot->backoff_ms = std::min(backoff * 2, kMaxBackoffMs);
+            slot->backoff_until = TimestampTzPlusMilliseconds(now, backoff);
         }
         LWLockRelease(s->lock);
+        ereport(connection ? LOG : WARNING,
+                (errmsg("gsb apply worker for peer \"%s\": %s", name, msg),
+                 errdetail("Retrying in %ld ms.", backoff)));
     });
+    retry_wait_ms_ = backoff;
+    backoff_set_ = true;
 }
 
 // Waits before the next attempt (interruptible).
 void ApplyWorker::Backoff() {
-    long wait = backoff_ms_;
-    backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
-    SleepOnLatch(wait);
+    SleepOnLatch(retry_wait_ms_);
+}
+
+// A worker that starts while its peer's slot says to wait (its predecessor
+// failed and then died, or was stopped) waits out the rest first: a peer that
+// breaks every worker is not retried faster by restarting them.
+void ApplyWorker::WaitOutBackoff() {
+    const char *name = peer_.c_str();
+    long remaining_ms = 0;
+    PgCall([&] {
+        SharedState *s = Shared();
+        TimestampTz now = GetCurrentTimestamp();
+        LWLockAcquire(s->lock, LW_SHARED);
+        PeerSlot *slot = FindPeerSlot(s, name, false);
+        if (slot != nullptr) {
+            if (slot->backoff_ms > 0)
+                backoff_set_ = true;
+            if (slot->backoff_until > now)
+                remaining_ms = (slot->backoff_until - now + 999) / 1000;
+        }
+        LWLockRelease(s->lock);
+    });
+    // Never longer than the longest backoff (a clock set back meanwhile).
+    remaining_ms = std::min(remaining_ms, kMaxBackoffMs);
+    if (remaining_ms <= 0)
+        return;
+    PgCall([&] {
+        ereport(LOG, (errmsg("gsb apply worker for peer \"%s\" waits %ld ms before connecting: "
+                             "the backoff after the last failure",
+                             name, remaining_ms)));
+    });
+    // A latch set meanwhile (a reload) does not cut the wait short.
+    TimestampTz until = TimestampTzPlusMilliseconds(Now(), remaining_ms);
+    for (TimestampTz now = Now(); now < until; now = Now())
+        SleepOnLatch(std::max(1L, static_cast<long>((until - now + 999) / 1000)));
+}
+
+// Applying works again: the next failure waits 1 s.
+void ApplyWorker::ResetBackoff() {
+    const char *name = peer_.c_str();
+    PgCall([&] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        PeerSlot *slot = FindPeerSlot(s, name, false);
+        if (slot != nullptr) {
+            slot->backoff_ms = 0;
+            slot->backoff_until = 0;
+        }
+        LWLockRelease(s->lock);
+    });
+    backoff_set_ = false;
 }
 
 void ApplyWorker::Run() {
@@ -348,6 +411,7 @@ void ApplyWorker::Run() {
         });
         return;
     }
+    WaitOutBackoff();
     for (;;) {
         try {
             ReloadConfigIfPending();
@@ -774,7 +838,8 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
             return XactLastCommitEnd;
         });
         in_txn_ = false;
-        backoff_ms_ = 1000; // applying works again: the next error starts from 1 s
+        if (backoff_set_)
+            ResetBackoff(); // applying works again: the next error starts from 1 s
         progress_.Committed(end, local_end);
         committed_since_error_ = true;
         if (failover_at_ != 0 && ts < failover_at_)

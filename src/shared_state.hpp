@@ -42,6 +42,12 @@ struct PeerSlot {
     TimestampTz last_error_at;
     char last_error[kErrorLen];
     TimestampTz suppress_until; // gsb.drop_peer: no worker until then
+    // The apply worker's backoff, here rather than in the process so that a
+    // worker restarted after a failure (or a kill) waits out what its
+    // predecessor owed instead of starting again at 1 s. Reset when a
+    // transaction applies.
+    long backoff_ms;           // the wait after the next failure; 0: the first (1 s)
+    TimestampTz backoff_until; // no attempt before this; 0: none pending
 };
 
 struct SharedState {
