@@ -3,9 +3,10 @@
 #
 # 1. A table owner turns a registered (realtime) and a registered (daily)
 #    table into views whose SELECT runs the owner's function, which tries to
-#    make its owner a superuser. gsb.verify() on either site and the daily
-#    copy (gsb.sync_config() on the backup) must refuse the relation (not a
-#    plain table) and never read it with a superuser's rights.
+#    make its owner a superuser. gsb.verify() on either site, the daily copy
+#    (gsb.sync_config() on the backup) and the initial copy of a site that
+#    adds sjc must refuse the relation (not a plain table) and never read it
+#    with a superuser's rights.
 # 2. A gsb_admin member plants a temporary table gsb_sync_rows with an
 #    ENABLE ALWAYS trigger, then calls gsb.sync_config(): the trigger must not
 #    run with gsb's rights (gsb never looks up objects a caller can create).
@@ -90,6 +91,23 @@ isnt($rc, 0, 'ams: gsb.verify() of a relation that is a view on the peer fails')
 ($rc, $out, $err) = psql_verbose($ams, 'SELECT gsb.sync_config()');
 isnt($rc, 0, 'ams: the daily copy refuses a daily relation that is a view on the primary');
 like($err, qr/dvictim/, '... naming it') or diag($err);
+# The initial copy of a site that adds sjc as its peer reads sjc's tables
+# through its own session on sjc (a superuser's): it refuses the view.
+my $copier = new_site('copier', 'backup');
+$copier->safe_psql('postgres', q{
+CREATE TABLE public.victim (id int PRIMARY KEY, v text);
+CREATE TABLE public.dvictim (id int PRIMARY KEY, v text);
+SELECT gsb.replicate_table('public.victim');
+SELECT gsb.replicate_table('public.dvictim', 'daily');});
+add_peer($copier, $sjc);
+ok( $copier->poll_query_until('postgres',
+		"SELECT last_error LIKE '%victim%not a plain table%' FROM gsb.status WHERE peer = 'sjc'"),
+	"copier: the initial copy refuses sjc's registered relation that is a view")
+  or diag('copier gsb.status: ' . $copier->safe_psql('postgres', 'SELECT state, last_error FROM gsb.status'));
+is($copier->safe_psql('postgres', 'SELECT count(*) FROM public.victim'), '0',
+	'copier: nothing was copied from the view');
+$copier->stop('immediate');
+
 my $log = slurp_file($sjc->logfile, $from);
 unlike($log, qr/steal ran as postgres/, "sjc: the view's function never ran as the superuser");
 unlike($log, qr/steal made tenant a superuser/, 'sjc: ... and never escalated');
