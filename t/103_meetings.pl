@@ -9,8 +9,9 @@
 # and join_meeting through sjc answers ams. A meeting in progress on sjc
 # when it died is taken over by start_meeting on ams: a usage row for sjc's
 # part; before that, join_meeting through ams answers ams, since sjc has
-# failed (neither active nor reachable). end_meeting records a usage row of the exact duration, only on the
-# hosting site. After failback, meetings start on sjc again and not on ams.
+# failed (neither active nor reachable). end_meeting records a usage row of
+# the exact duration, only on the hosting site. After failback, meetings
+# start on sjc again and not on ams.
 use strict;
 use warnings;
 use FindBin;

@@ -359,8 +359,9 @@ $$;
 -- less or more, and one that would start and end at the same instant is
 -- skipped; a window whose start and end are the same time is no window.
 -- NULLs for an empty window or a NULL as_of; the window's syntax and zone
--- are checked as the setting's are. One definition for both gsb._in_window (the monitor) and
--- gsb.next_maintenance (what users are told).
+-- are checked as the setting's are. The one definition of a window, for
+-- gsb._in_window (the monitor) and gsb.next_maintenance (what users are
+-- told).
 CREATE FUNCTION gsb._next_window(win text, as_of timestamptz,
                                  OUT starts_at timestamptz, OUT ends_at timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
