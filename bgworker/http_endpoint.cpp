@@ -5,7 +5,8 @@
 //
 //   GET /detectbackup  200 "Primary" or "Backup", as gsb.detect_backup()
 //   GET /active        200 when this site is the active site, else 503
-//   GET /status        200 JSON: role and state; with the bearer token of
+//   GET /status        200 JSON: role, state and the next maintenance
+//                      window; with the bearer token of
 //                      gsb.http_status_token, also the peers' positions
 //                      and last errors (which may hold row values)
 //   GET /<company>/detectbackup.php   as /detectbackup (the seed's address)
@@ -130,6 +131,13 @@ std::optional<std::string> QueryValue(const char *sql) {
     return value;
 }
 
+// /status's "next_maintenance": the window in progress or the next one
+// ({"starts_at", "ends_at"}), null when there is none; public, like the
+// role: users are to be told of it in advance.
+#define kNextMaintenance                                                                           \
+    "'next_maintenance', (SELECT pg_catalog.json_build_object('starts_at', w.starts_at, "          \
+    "'ends_at', w.ends_at) FROM gsb.next_maintenance() w), "
+
 // Answers one path from the site's state, in one short transaction. Only
 // /status reads the replication status, and only a client that shows
 // gsb.http_status_token sees more than roles and states: last_error may
@@ -147,14 +155,14 @@ Answer Route(const std::string &method, const std::string &path, bool authorized
     else if (p == "/status" && authorized)
         sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
               "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
-              "'detect_backup', gsb.detect_backup(), "
+              "'detect_backup', gsb.detect_backup(), " kNextMaintenance
               "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
               "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
               "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text";
     else if (p == "/status")
         sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
               "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
-              "'detect_backup', gsb.detect_backup(), "
+              "'detect_backup', gsb.detect_backup(), " kNextMaintenance
               "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state "
               "FROM gsb.status ORDER BY peer) s), '[]'))::text";
     else

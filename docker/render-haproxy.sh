@@ -2,13 +2,15 @@
 # docker/render-haproxy.sh: renders docker/haproxy.cfg.in, the one HAProxy
 # configuration of gsb, for a primary and a backup site.
 #
-#   sh docker/render-haproxy.sh HOST1 PGPORT1 HTTPPORT1 HOST2 PGPORT2 HTTPPORT2 LISTEN
+#   sh docker/render-haproxy.sh HOST1 PGPORT1 HTTPPORT1 HOST2 PGPORT2 HTTPPORT2 LISTEN [HTTPLISTEN]
 #   sh docker/render-haproxy.sh --docker      # what docker/haproxy.cfg holds
 #
 # HOST1/PGPORT1/HTTPPORT1: the primary site's host, PostgreSQL port and
 # gsb.http_port; HOST2/...: the backup's. LISTEN: where HAProxy accepts
-# PostgreSQL clients, [ADDRESS]:PORT or PORT (all addresses). Prints the
-# configuration on stdout.
+# PostgreSQL clients, [ADDRESS]:PORT or PORT (all addresses). HTTPLISTEN: the
+# same for the HTTP checks (/<company>/detectbackup.php, /detectbackup,
+# /active), which the active site's endpoint answers; left out, there is no
+# HTTP frontend. Prints the configuration on stdout.
 #
 # Not for: starting HAProxy (the tests and docker/compose.yaml do that).
 set -eu
@@ -18,10 +20,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ "$#" -eq 1 ] && [ "$1" = --docker ]; then
 	# The compose services (docker/compose.yaml): sites sjc and ams on
 	# PostgreSQL's port, the endpoint on 8008, HAProxy on 5432.
-	set -- sjc 5432 8008 ams 5432 8008 :5432
+	# HTTP checks on 8080.
+	set -- sjc 5432 8008 ams 5432 8008 :5432 :8080
 fi
-if [ "$#" -ne 7 ]; then
-	sed -n '5,12s/^# \{0,1\}//p' "$0" >&2
+if [ "$#" -ne 7 ] && [ "$#" -ne 8 ]; then
+	sed -n '5,15s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 fi
 
@@ -52,18 +55,31 @@ check_port "$3"
 check_host "$4"
 check_port "$5"
 check_port "$6"
-listen=$7
-case $listen in
-*:*)
-	check_port "${listen##*:}"
-	if [ -n "${listen%:*}" ]; then check_host "${listen%:*}"; fi
-	;;
-*)
-	check_port "$listen"
-	listen=":$listen"
-	;;
-esac
+# [ADDRESS]:PORT or PORT, checked; prints ADDRESS:PORT (ADDRESS may be empty).
+check_listen() {
+	case $1 in
+	*:*)
+		check_port "${1##*:}"
+		if [ -n "${1%:*}" ]; then check_host "${1%:*}"; fi
+		echo "$1"
+		;;
+	*)
+		check_port "$1"
+		echo ":$1"
+		;;
+	esac
+}
+listen=$(check_listen "$7")
+if [ "$#" -eq 8 ]; then
+	http_listen=$(check_listen "$8")
+	# The frontend stays; only its marker lines go.
+	http_block='/^# \(>>>\|<<<\) http frontend/d'
+else
+	http_listen=
+	http_block='/^# >>> http frontend/,/^# <<< http frontend/d'
+fi
 
-sed -e "s|@HOST1@|$1|g" -e "s|@PGPORT1@|$2|g" -e "s|@HTTPPORT1@|$3|g" \
+sed -e "$http_block" \
+	-e "s|@HOST1@|$1|g" -e "s|@PGPORT1@|$2|g" -e "s|@HTTPPORT1@|$3|g" \
 	-e "s|@HOST2@|$4|g" -e "s|@PGPORT2@|$5|g" -e "s|@HTTPPORT2@|$6|g" \
-	-e "s|@LISTEN@|$listen|g" "$here/haproxy.cfg.in"
+	-e "s|@LISTEN@|$listen|g" -e "s|@HTTPLISTEN@|$http_listen|g" "$here/haproxy.cfg.in"

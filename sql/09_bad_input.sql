@@ -90,6 +90,9 @@ SELECT bad($q$SELECT gsb._begin_maintenance(false)$q$);
 SELECT bad($q$SELECT gsb._switch('sjc', 'manual failover', NULL, 'failed_over')$q$);
 SELECT bad($q$SELECT gsb._heartbeat('ams', 1, 'ams', 'failed_over', false)$q$);
 SELECT bad($q$SELECT gsb._monitor_tick(false, 0, 0, NULL)$q$);
+SELECT bad($q$SELECT gsb._site_reachable('ams')$q$);
+-- The next maintenance window needs no site (none is set here).
+SELECT bad($q$SELECT count(*) FROM gsb.next_maintenance()$q$);
 
 ------------------------------------------------------------------------------
 -- gsb.init_site(site_name, role)
@@ -304,6 +307,24 @@ SELECT bad($q$SELECT gsb.sync_config()$q$);
 SELECT bad($q$SELECT gsb._check_peer_name(NULL)$q$);
 SELECT bad($q$SELECT gsb._check_peer_name('')$q$);
 SELECT bad($q$SELECT gsb._check_peer_name('Ams')$q$);
+-- Whether a site answers, as the monitor last found it: this site does, a
+-- site that is not a peer does not.
+SELECT bad($q$SELECT gsb._site_reachable(NULL)$q$);
+SELECT bad($q$SELECT gsb._site_reachable('nosuch') IS FALSE$q$);
+SELECT bad($q$SELECT gsb._site_reachable(gsb.site_name())$q$);
+-- replicate_table's check of the peer's table: with no peer, nothing to ask.
+SELECT bad($q$SELECT gsb._check_table_on_peers(NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._check_table_on_peers('bi_ok', NULL)$q$);
+SELECT bad($q$SELECT gsb._check_table_on_peers(0, 'realtime')$q$);
+SELECT bad($q$SELECT gsb._check_table_on_peers('bi_ok', 'realtime')$q$);
+SELECT bad($q$SELECT count(*) FROM gsb.next_maintenance(NULL)$q$);
+SELECT bad($q$SELECT count(*) FROM gsb.next_maintenance('infinity')$q$);
+SELECT bad($q$SELECT gsb._next_window(NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._next_window('19:00-21:00 UTC', NULL)$q$);
+SELECT bad($q$SELECT gsb._next_window('19:00-21:00 UTC', 'infinity')$q$);
+SELECT bad($q$SELECT gsb._next_window('19:00-21:00 UTC', '-infinity')$q$);
+SELECT bad($q$SELECT gsb._next_window('7pm to 9pm', now())$q$);
+SELECT bad($q$SELECT gsb._next_window('19:00-21:00 Mars/Olympus_Mons', NULL)$q$);
 SELECT bad($q$SELECT gsb._in_window(NULL, now())$q$);
 SELECT bad($q$SELECT gsb._in_window('19:00-21:00 UTC', NULL)$q$);
 SELECT bad($q$SELECT gsb._in_window('7pm to 9pm', now())$q$);

@@ -31,6 +31,8 @@ wait_synced($sjc, $ams);
 is($ams->safe_psql('postgres', 'SELECT count(*) FROM ghost'), '1', 'ams: rows arrive while the tables are alike');
 
 # Dropping a column is not dropping the table: it stays registered.
+# (replicate_table compares the table with the peer's: sjc has it too.)
+$sjc->safe_psql('postgres', 'CREATE TABLE keep (id int PRIMARY KEY, a text, b int)');
 $ams->safe_psql('postgres', q{
 CREATE TABLE keep (id int PRIMARY KEY, a text, b int);
 SELECT gsb.replicate_table('keep');
@@ -38,20 +40,25 @@ ALTER TABLE keep DROP COLUMN b;});
 is($ams->safe_psql('postgres', "SELECT count(*) FROM gsb.replicated_tables WHERE relation = 'keep'::regclass"),
 	'1', 'ALTER TABLE ... DROP COLUMN leaves the table registered with gsb');
 
-# Tables that drift from the start: created and registered on each site after
-# the pairing (add_peer would refuse tables that differ), differently.
+# Tables that drift: created alike on each site after the pairing and
+# registered on both (add_peer and replicate_table refuse tables that
+# differ), then changed on ams by plain DDL, which gsb does not see.
 $sjc->safe_psql('postgres', q{
 CREATE TABLE drift (id int PRIMARY KEY, a text, extra_col int);
+CREATE TABLE pricing (id int PRIMARY KEY, amount_txt text);});
+# On ams, column a comes after a dropped column: another attnum than on sjc.
+$ams->safe_psql('postgres', q{
+CREATE TABLE drift (id int PRIMARY KEY, tmp int, a text, extra_col int);
+ALTER TABLE drift DROP COLUMN tmp;
 CREATE TABLE pricing (id int PRIMARY KEY, amount_txt text);
 SELECT gsb.replicate_table('drift');
 SELECT gsb.replicate_table('pricing');});
-# On ams, column a comes after a dropped column: another attnum than on sjc.
-$ams->safe_psql('postgres', q{
-CREATE TABLE drift (id int PRIMARY KEY, tmp int, a text);
-ALTER TABLE drift DROP COLUMN tmp;
-CREATE TABLE pricing (id int PRIMARY KEY, amount_txt int);
+$sjc->safe_psql('postgres', q{
 SELECT gsb.replicate_table('drift');
 SELECT gsb.replicate_table('pricing');});
+$ams->safe_psql('postgres', q{
+ALTER TABLE drift DROP COLUMN extra_col;
+ALTER TABLE pricing ALTER amount_txt TYPE int USING amount_txt::int;});
 
 # When the stream from sjc stays stuck, every later step would only wait for
 # it again: end the test there.

@@ -8,8 +8,10 @@
 # backup (ams) shows as in progress, hosted on ams, on sjc once sjc is back,
 # and join_meeting through sjc answers ams. A meeting in progress on sjc
 # when it died is taken over by start_meeting on ams: a usage row for sjc's
-# part. end_meeting records a usage row of the exact duration, only on the
-# hosting site. After failback, meetings start on sjc again and not on ams.
+# part; before that, join_meeting through ams answers ams, since sjc has
+# failed (neither active nor reachable). end_meeting records a usage row of
+# the exact duration, only on the hosting site. After failback, meetings
+# start on sjc again and not on ams.
 use strict;
 use warnings;
 use FindBin;
@@ -68,6 +70,15 @@ my $run_started = q1($sjc, "SELECT started_at FROM gsb.meetings WHERE id = $m{ru
 ########################################################################
 $sjc->stop('immediate');
 ok(wait_until($ams, 'SELECT gsb.active_site()', 'ams', 30), 'ams: active after sjc stopped');
+
+# The meeting's host sjc has failed: neither active nor reachable (the
+# monitor of ams says so). Its participants rejoining through ams are sent to
+# ams, where the meeting goes on, not to the dead sjc.
+ok(wait_until($ams, 'SELECT NOT peer_reachable FROM gsb.status', 't', 30),
+	'ams: its monitor finds sjc unreachable');
+is(meeting_state($ams, $m{run}), 'in_progress/sjc', 'ams: the meeting is still marked in progress on sjc');
+is(q1($ams, "SELECT gsb.join_meeting($m{run})"), 'ams',
+	'ams: join_meeting of the meeting hosted on the failed sjc answers ams, the active site');
 
 $m{b1} = q1($ams, "SELECT gsb.schedule_meeting($acc, 'scheduled and started on ams during the outage', now())");
 $ams->safe_psql('postgres', "SELECT gsb.start_meeting($m{b1})");

@@ -17,6 +17,13 @@
 #    monitor moves service to ams when the window opens, not before
 #    ('maintenance start', detail naming the window), and back when it
 #    closes ('maintenance end').
+# c. begin_maintenance copies the daily tables to the backup first (called
+#    on either site): a site_config value changed on the primary just before
+#    is on the backup when it becomes active.
+# d. When that copy fails (a daily table that differs on the backup), a call
+#    by hand is refused with the reason and nothing switches; the window
+#    starts maintenance all the same and its event records the failed copy.
+# e. With the backup down, begin_maintenance is refused with class 08.
 use strict;
 use warnings;
 use FindBin;
@@ -237,6 +244,76 @@ wait_synced($sjc, $ams);
 is(q1($sjc, "SELECT status || ' ' || hosted_site FROM gsb.meetings WHERE id = $m"), 'in_progress ams',
 	'sjc: the meeting started on ams during the window is there');
 is(scalar(events_of($sjc)), 4, 'sjc: four site events in all (no failover, no extra switch)');
+
+########################################################################
+# c. A planned switchover copies the daily tables first: the backup serves
+#    with the primary's configuration of that moment.
+########################################################################
+$sjc->safe_psql('postgres',
+	"INSERT INTO gsb.site_config VALUES ('greeting', 'changed just before the switch')"
+	  . ' ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+($rc, $out, $err) = psql_verbose($sjc, 'SELECT gsb.begin_maintenance()');
+is($rc, 0, 'sjc: gsb.begin_maintenance() right after changing site_config') or diag($err);
+is(active_of($ams), 'ams', 'ams is active once begin_maintenance returns');
+is(q1($ams, "SELECT value FROM gsb.site_config WHERE key = 'greeting'"), 'changed just before the switch',
+	"ams: it serves with the primary's new site_config value (copied before the switch)");
+($rc, $out, $err) = psql_verbose($ams, 'SELECT gsb.end_maintenance()');
+is($rc, 0, 'ams: gsb.end_maintenance()') or diag($err);
+ok(wait_active([ $sjc, $ams ], 'sjc', 10), 'both sites name sjc active again');
+
+# The same from the backup's side: begin_maintenance on ams copies too.
+$sjc->safe_psql('postgres', "UPDATE gsb.site_config SET value = 'changed again' WHERE key = 'greeting'");
+($rc, $out, $err) = psql_verbose($ams, 'SELECT gsb.begin_maintenance()');
+is($rc, 0, 'ams: gsb.begin_maintenance() called on the backup') or diag($err);
+is(q1($ams, "SELECT value FROM gsb.site_config WHERE key = 'greeting'"), 'changed again',
+	'ams: the copy was made there too');
+psql_verbose($ams, 'SELECT gsb.end_maintenance()');
+ok(wait_active([ $sjc, $ams ], 'sjc', 10), 'both sites name sjc active again');
+
+########################################################################
+# d. When the copy cannot be made (a daily table that differs on the
+#    backup), a call by hand is refused and nothing switches; the window
+#    starts all the same, and its event says that the copy failed.
+########################################################################
+$_->safe_psql('postgres', "CREATE TABLE prices (item text PRIMARY KEY, cents int)") for ($sjc, $ams);
+$_->safe_psql('postgres', "SELECT gsb.replicate_table('prices', 'daily')") for ($ams, $sjc);
+$ams->safe_psql('postgres', 'ALTER TABLE prices ADD COLUMN currency text');
+($rc, $out, $err) = psql_verbose($sjc, 'SELECT gsb.begin_maintenance()');
+isnt($rc, 0, 'sjc: begin_maintenance is refused when the daily copy fails');
+like($err, qr/maintenance not started: the daily tables could not be copied to the backup ams/,
+	'... saying why') or diag($err);
+like($err, qr/DETAIL:.*daily tables differ/s, '... with the copy\'s error as detail') or diag($err);
+like($err, qr/HINT:/, '... and a hint');
+is(active_of($_), 'sjc', site_name($_) . ': sjc is still active') for ($sjc, $ams);
+
+$now = epoch_now($sjc);
+$start = ceil($now + $lead);
+$off = (60 - $start % 60) % 60;
+$zone = $off == 0 ? 'UTC' : sprintf('GSB-00:00:%02d', $off);
+@s = gmtime($start + $off);
+@e = gmtime($start + $off + 60);
+$window = sprintf('%02d:%02d-%02d:%02d %s', $s[2], $s[1], $e[2], $e[1], $zone);
+my $starts_before = scalar(events_of($sjc, 'maintenance start'));
+reload_with($sjc, 'gsb.maintenance_window' => $window);
+ok(wait_event($sjc, 'maintenance start', $starts_before + 1, $lead + 30),
+	'sjc: the window starts maintenance although the copy fails');
+@ms = events_of($sjc, 'maintenance start');
+like($ms[-1]{detail}, qr/^maintenance window \Q$window\E; daily copy failed, the backup serves with its last copy: .*daily tables differ/,
+	"sjc: the 'maintenance start' event records the failed copy") or diag($ms[-1]{detail});
+ok(wait_active([ $sjc, $ams ], 'ams', 10), 'both sites name ams active');
+reload_with($sjc, 'gsb.maintenance_window' => '');
+ok(wait_active([ $sjc, $ams ], 'sjc', 30), 'window removed: sjc active again');
+$ams->safe_psql('postgres', 'ALTER TABLE prices DROP COLUMN currency');
+
+########################################################################
+# e. The backup unreachable: begin_maintenance is refused with class 08.
+########################################################################
+$ams->stop('immediate');
+($rc, $out, $err) = psql_verbose($sjc, "SET gsb.peer_timeout = '2s'; SELECT gsb.begin_maintenance()");
+like(sqlstate_of($err), qr/^08/, 'sjc: with ams down, begin_maintenance is refused with class 08') or diag($err);
+like($err, qr/backup site ams is unreachable/, '... naming ams') or diag($err);
+is(active_of($sjc), 'sjc', 'sjc: still active');
+$ams->start;
 
 check_logs($sjc, $ams);
 done_testing();

@@ -1,7 +1,8 @@
 # 201_http.pl: the HTTP endpoint that load balancers ask (gsb.http_port).
 #
 # On two sites: /detectbackup answers as gsb.detect_backup(), /active is 200
-# on the active site only, /status is JSON from gsb.status without secrets;
+# on the active site only, /status is JSON from gsb.status without secrets
+# and with the next maintenance window (gsb.next_maintenance());
 # wrong paths, methods and malformed requests get 404, 405, 400; a slow client
 # gets 408 (or is dropped) within ~2 s without holding up anyone else; a
 # request over 8 KiB gets 431; a flood of connections is answered or closed
@@ -92,6 +93,50 @@ for my $n ([ $sjc, $p_sjc, 'primary', $ams ], [ $ams, $p_ams, 'backup', $sjc ])
 	is($peers[0]{state}, 'streaming', "$name: ... streaming");
 	unlike($r->{body}, qr/\Q$password\E/, "$name: /status does not show the peer's password");
 	unlike($r->{body}, qr/conninfo|password/i, "$name: /status has no conninfo or password field");
+}
+
+########################################################################
+# /status tells the next maintenance window, as gsb.next_maintenance().
+########################################################################
+sub status_json
+{
+	my ($port) = @_;
+	my $b = http_get($port, '/status')->{body};
+	return eval { JSON::PP->new->decode($b) } // {};
+}
+for my $port ($p_sjc, $p_ams)
+{
+	my $j = status_json($port);
+	ok(exists $j->{next_maintenance} && !defined $j->{next_maintenance},
+		"port $port: no window set: /status has next_maintenance null");
+}
+{
+	# A window twelve hours away: the monitor must not start it during the test.
+	my $h = (gmtime(time() + 12 * 3600))[2];
+	my $win = sprintf('%02d:00-%02d:30 UTC', $h, $h);
+	$sjc->safe_psql('postgres',
+		"ALTER SYSTEM SET gsb.maintenance_window = '$win'; SELECT pg_reload_conf();");
+	my $j = {};
+	my $until = time() + 30;
+	while (time() < $until)
+	{
+		$j = status_json($p_sjc);
+		last if defined $j->{next_maintenance};
+		select(undef, undef, undef, 0.1);
+	}
+	my $nm = $j->{next_maintenance} // {};
+	ok(defined $nm->{starts_at} && defined $nm->{ends_at},
+		"sjc: with gsb.maintenance_window '$win', /status shows next_maintenance")
+	  or diag(explain($j));
+	is( $sjc->safe_psql('postgres',
+			"SELECT starts_at = '$nm->{starts_at}'::timestamptz AND ends_at = '$nm->{ends_at}'::timestamptz"
+			  . " AND ends_at - starts_at = interval '30 minutes'"
+			  . " AND starts_at > now() + interval '11 hours' FROM gsb.next_maintenance()"),
+		't', "sjc: ... the window gsb.next_maintenance() gives ($nm->{starts_at} to $nm->{ends_at})");
+	$sjc->safe_psql('postgres',
+		'ALTER SYSTEM RESET gsb.maintenance_window; SELECT pg_reload_conf();');
+	ok($sjc->poll_query_until('postgres', 'SELECT count(*) = 0 FROM gsb.next_maintenance()'),
+		'sjc: window reset');
 }
 
 ########################################################################

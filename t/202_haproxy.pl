@@ -7,7 +7,10 @@
 # on the backup (gsb.detect_backup() says Backup) and writes there; the primary
 # comes back and HAProxy keeps sending clients to the backup until
 # gsb.failback(); then the address lands on the primary again, the sessions
-# still open on the backup are cut, and no write is lost.
+# still open on the backup are cut, and no write is lost. Beside it, the HTTP
+# frontend of the same configuration answers the seed's
+# GET /<company>/detectbackup.php on the shared address from the active site:
+# Primary, then Backup after the failover, Primary after the failback.
 use strict;
 use warnings;
 use FindBin;
@@ -27,11 +30,13 @@ END { stop_haproxy($proxy) if $proxy; }
 
 my ($sjc, $ams) = http_sites(http_listen_addresses => '127.0.0.1');
 my $listen = PostgreSQL::Test::Cluster::get_free_port();
+my $http_listen = PostgreSQL::Test::Cluster::get_free_port();
 my $cfg = render_haproxy(
 	'127.0.0.1', $sjc->port, http_port_of($sjc),
 	'127.0.0.1', $ams->port, http_port_of($ams),
-	"127.0.0.1:$listen");
+	"127.0.0.1:$listen", "127.0.0.1:$http_listen");
 like($cfg, qr{option httpchk GET /active}, 'the configuration checks /active');
+like($cfg, qr{^frontend gsb_http$}m, 'the configuration has the HTTP frontend');
 $proxy = start_haproxy($cfg, 'sites');
 
 sub through { my ($sql) = @_; return proxy_psql($sjc, $listen, $sql); }
@@ -43,6 +48,19 @@ my ($ok, $out, $err) = wait_proxy($sjc, $listen, 'SELECT gsb.site_name()', 'sjc'
 ok($ok, 'through HAProxy a client lands on the primary sjc') or diag("got '$out': $err");
 my ($rc, $det) = through('SELECT gsb.detect_backup()');
 is($det, 'Primary', 'through HAProxy: gsb.detect_backup() is Primary');
+
+# The seed's HTTP address form on the shared address, answered by the
+# active site's endpoint.
+my ($r, $hok) = wait_http($http_listen, '/acme/detectbackup.php', 200, qr/^Primary$/, 60);
+ok($hok, 'through HAProxy: GET /acme/detectbackup.php answers Primary') or diag(explain($r));
+$r = http_get($http_listen, '/detectbackup');
+is("$r->{status} $r->{body}", "200 Primary\n", 'through HAProxy: GET /detectbackup answers Primary');
+$r = http_get($http_listen, '/active');
+is($r->{status}, 200, 'through HAProxy: GET /active is 200 (the active site answers)');
+$r = http_get($http_listen, '/status');
+is($r->{status}, 404, 'through HAProxy: other paths (/status) are 404');
+$r = http_get($http_listen, '/a/b/detectbackup.php');
+is($r->{status}, 404, 'through HAProxy: a company of two segments is 404');
 ($rc, my $id1, $err) =
   through("SELECT gsb.create_account('before\@example.com', 'written before the failover')");
 is($rc, 0, 'through HAProxy: a write succeeds') or diag($err);
@@ -64,6 +82,9 @@ ok($ok, 'through the same address a new client lands on the backup ams')
   or diag("got '$out': $err");
 ($rc, $det, $err) = proxy_psql($ams, $listen, 'SELECT gsb.detect_backup()');
 is($det, 'Backup', 'through HAProxy: gsb.detect_backup() is Backup') or diag($err);
+($r, $hok) = wait_http($http_listen, '/acme/detectbackup.php', 200, qr/^Backup$/, 60);
+ok($hok, 'through HAProxy: GET /acme/detectbackup.php answers Backup after the failover')
+  or diag(explain($r));
 ($rc, my $id2, $err) = proxy_psql($ams, $listen,
 	"SELECT gsb.create_account('during\@example.com', 'written during the failover')");
 is($rc, 0, 'through HAProxy: a write succeeds on the backup') or diag($err);
@@ -111,6 +132,9 @@ ok($ok, 'after failback a new client lands on sjc') or diag("got '$out': $err");
 ($rc, $out, $err) = through('SELECT gsb.detect_backup()');
 is($out, 'Primary', 'after failback, through HAProxy gsb.detect_backup() is Primary again')
   or diag($err);
+($r, $hok) = wait_http($http_listen, '/acme/detectbackup.php', 200, qr/^Primary$/, 60);
+ok($hok, 'after failback, through HAProxy GET /acme/detectbackup.php answers Primary again')
+  or diag(explain($r));
 
 # HAProxy marks the backup down (its /active is 503 now) and ends the sessions
 # it holds there, so no client keeps writing to the site that is not active.

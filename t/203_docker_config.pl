@@ -2,8 +2,9 @@
 #
 # docker/haproxy.cfg is exactly what docker/render-haproxy.sh renders from
 # docker/haproxy.cfg.in (the template t/202_haproxy.pl runs) for the compose
-# hosts; the hosts and ports of that rendering are the ones docker/compose.yaml
-# gives its sites; HAProxy accepts the file; the shell scripts parse; and,
+# hosts; the hosts and ports of that rendering (the PostgreSQL listener and
+# the HTTP frontend for /<company>/detectbackup.php) are the ones
+# docker/compose.yaml gives its sites and publishes; HAProxy accepts the file; the shell scripts parse; and,
 # where a compose client exists, compose accepts docker/compose.yaml.
 # Needs no server, and no Docker engine.
 use strict;
@@ -54,6 +55,29 @@ for (my $i = 0; $i < @servers; $i += 4)
 my ($bind) = $file =~ /^\s*bind \S*:(\d+)$/m;
 like($svc{haproxy} // '', qr/^\s+- "\$\{GSB_PORT:-\d+\}:$bind"$/m,
 	"compose publishes HAProxy's listen port $bind");
+
+# The HTTP frontend: the seed's checks on the shared address, routed to the
+# sites' endpoints (the ports compose gives them) by the same /active check.
+my ($t_http) = $template =~ /^(frontend gsb_http\n.*?)(?=^\S|\z)/ms;
+like($t_http // '', qr{path_reg \^/\[A-Za-z0-9_\.-\]\+/detectbackup\[\.\]php\$},
+	'the template has an HTTP frontend for /<company>/detectbackup.php');
+like($t_http // '', qr{path /detectbackup /active}, '... and /detectbackup, /active');
+my ($f_http) = $file =~ /^(frontend gsb_http\n.*?)(?=^\S|\z)/ms;
+my ($http_bind) = ($f_http // '') =~ /^\s*bind \S*:(\d+)$/m;
+ok(defined $http_bind, 'docker/haproxy.cfg has the HTTP frontend');
+like($svc{haproxy} // '', qr/^\s+- "\$\{GSB_CHECK_PORT:-\d+\}:$http_bind"$/m,
+	"compose publishes HAProxy's HTTP port $http_bind");
+my ($b_http) = $file =~ /^(backend gsb_http_active\n.*?)(?=^\S|\z)/ms;
+like($b_http // '', qr{option httpchk GET /active}, 'the HTTP backend checks /active');
+my @http_servers = ($b_http // '') =~ /^\s*server (\w+) ([\w.-]+):(\d+) check( backup)?$/mg;
+is(scalar(@http_servers), 8, 'the HTTP backend has two servers');
+for (my $i = 0; $i < @http_servers; $i += 4)
+{
+	my ($name, $host, $port, $backup) = @http_servers[ $i .. $i + 3 ];
+	like($svc{$host} // '', qr/^\s+GSB_HTTP_PORT: "$port"$/m,
+		"HTTP server $name is compose service $host on its gsb.http_port $port");
+	is(defined $backup ? 'backup' : 'primary', $name, "... the $name is marked so");
+}
 like($svc{haproxy} // '', qr{^\s+- \./haproxy\.cfg:/etc/haproxy/haproxy\.cfg:ro$}m,
 	'compose mounts docker/haproxy.cfg into HAProxy');
 

@@ -40,7 +40,9 @@ my $acct = q1($sjc, "SELECT gsb.create_account('a\@example.com', 'A')");
 my $meeting = q1($sjc, "SELECT gsb.schedule_meeting($acct, 'm', now())");
 ok(wait_until($ams, "SELECT count(*) FROM gsb.meetings WHERE id = $meeting", '1', 60),
 	'ams has the meeting');
-$sjc->safe_psql('postgres', 'CREATE TABLE other (id bigint PRIMARY KEY)');
+# other: registered before the freeze (replicate_table asks the peer).
+$_->safe_psql('postgres', 'CREATE TABLE other (id bigint PRIMARY KEY)') for ($sjc, $ams);
+$sjc->safe_psql('postgres', "SELECT gsb.replicate_table('other')");
 my $ams_conninfo = q1($sjc, "SELECT conninfo FROM gsb.peers WHERE name = 'ams'");
 
 my $frozen_at = epoch_now($sjc);
@@ -93,7 +95,6 @@ my @local = (
 	"SELECT gsb.end_meeting($meeting)",
 	"SELECT * FROM gsb.usage_report(now() - interval '1 day', now() + interval '1 day')",
 	"SELECT gsb.wait_for_peer('0')",
-	"SELECT gsb.replicate_table('other')",
 	"SELECT gsb.unreplicate_table('other')",
 	"INSERT INTO items VALUES (2, 'during the freeze')",
 );
@@ -119,6 +120,8 @@ my $set = "SET gsb.peer_timeout = '${PEER_TIMEOUT_S}s';";
 my @remote = (
 	[ 'gsb.verify()', 'SELECT * FROM gsb.verify()', $PEER_TIMEOUT_S ],
 	[ 'gsb.begin_maintenance()', 'SELECT gsb.begin_maintenance()', $PEER_TIMEOUT_S ],
+	# replicate_table compares the table with the backup's first.
+	[ 'gsb.replicate_table()', "SELECT gsb.replicate_table('other')", $PEER_TIMEOUT_S ],
 	[ 'gsb.add_peer() of the frozen site',
 		"SELECT gsb.add_peer('zzz', " . sql_quote($ams_conninfo) . ")", $PEER_TIMEOUT_S ],
 	# On the primary, failover() only tells the backup (and may not wait

@@ -225,12 +225,12 @@ is($sjc->safe_psql('postgres', "SELECT status FROM gsb.verify('c')"), 'match', "
 ########################################################################
 $sjc->safe_psql('postgres', q{
 CREATE TABLE parent (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
-CREATE TABLE part1 PARTITION OF parent FOR VALUES FROM (0) TO (100);
-SELECT gsb.replicate_table('part1');});
+CREATE TABLE part1 PARTITION OF parent FOR VALUES FROM (0) TO (100);});
 $ams->safe_psql('postgres', q{
 CREATE TABLE parent (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
-CREATE TABLE part1 PARTITION OF parent FOR VALUES FROM (0) TO (50);
-SELECT gsb.replicate_table('part1');});
+CREATE TABLE part1 PARTITION OF parent FOR VALUES FROM (0) TO (50);});
+# replicate_table asks the peer for the table: both have it by now.
+$_->safe_psql('postgres', "SELECT gsb.replicate_table('part1')") for ($sjc, $ams);
 # 20 rows in one transaction (a batch, written with one multi-insert), ten of
 # them beyond ams's bound.
 $sjc->safe_psql('postgres', "INSERT INTO part1 SELECT g, 'x' FROM generate_series(40, 59) g");

@@ -24,6 +24,91 @@ BEGIN
 END
 $$;
 
+-- A table registered here must exist on the other site with the same
+-- stored columns (names and types, as gsb._columns() gives them; the apply
+-- worker maps columns by name, so their order may differ): otherwise the
+-- stream (realtime) or the daily copy (daily) would stall on it. The peer
+-- need not have registered it yet (each site calls replicate_table), but
+-- if it has, with the same mode. Asks every data peer that is linked; with
+-- none, there is nothing to ask (gsb.add_peer compares the registered tables
+-- then). The peer's catalogs are read by name, as its superuser: no
+-- function of the peer's users runs. An unreachable peer is an error of
+-- class 08 within gsb.peer_timeout (gsb._peer_query).
+CREATE FUNCTION gsb._check_table_on_peers(rel regclass, mode text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p gsb.peers;
+    nsp text;
+    relname text;
+    qualified text;
+    theirs text[][];
+    problems text;
+BEGIN
+    IF rel IS NULL OR mode IS NULL THEN
+        RAISE EXCEPTION 'gsb._check_table_on_peers: the table and the mode are required'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'gsb.replicate_table() calls it; call that instead.';
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, relname
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', rel::oid
+            USING ERRCODE = 'undefined_table', HINT = 'Name an existing table.';
+    END IF;
+    qualified := quote_ident(nsp) || '.' || quote_ident(relname);
+    FOR p IN SELECT * FROM gsb.peers WHERE role IN ('primary', 'backup') ORDER BY name LOOP
+        BEGIN
+            -- One row per stored column (one row with NULL columns for a
+            -- relation without any); none when there is no such relation.
+            SELECT array_agg(ARRAY[r[1], r[2], r[3], r[4]]) INTO theirs
+              FROM gsb._peer_query(p.conninfo,
+                   'SELECT c.relkind::pg_catalog.text, k.col, k.typ, t.mode '
+                   'FROM pg_catalog.pg_class c '
+                   'JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace '
+                   'LEFT JOIN gsb.tables t ON t.relid OPERATOR(pg_catalog.=) c.oid '
+                   'LEFT JOIN LATERAL gsb._columns(c.oid) k ON NOT k.generated '
+                   'WHERE n.nspname OPERATOR(pg_catalog.=) $1 '
+                   'AND c.relname OPERATOR(pg_catalog.=) $2',
+                   ARRAY[nsp, relname]) r;
+        EXCEPTION WHEN connection_exception THEN
+            RAISE EXCEPTION 'cannot compare table % with peer %', qualified, p.name
+                USING ERRCODE = SQLSTATE, DETAIL = SQLERRM,
+                      HINT = 'gsb.replicate_table() checks that the peer has the same table first; try again once the peer answers (gsb.peer_timeout bounds the wait).';
+        END;
+        IF theirs IS NULL THEN
+            RAISE EXCEPTION 'table % does not exist on peer %', qualified, p.name
+                USING ERRCODE = 'undefined_table',
+                      HINT = format('Create it on %s with the same columns first (or with gsb.replicate_ddl()), then call gsb.replicate_table() on each site.', p.name);
+        END IF;
+        IF theirs[1][1] IS DISTINCT FROM 'r' THEN
+            RAISE EXCEPTION '% is not a table on peer %', qualified, p.name
+                USING ERRCODE = 'wrong_object_type',
+                      HINT = format('gsb replicates ordinary tables only: make it one on %s, with the same columns.', p.name);
+        END IF;
+        IF theirs[1][4] IS NOT NULL AND theirs[1][4] <> mode THEN
+            RAISE EXCEPTION 'table % is replicated ''%'' on peer %, not ''%''', qualified, theirs[1][4], p.name, mode
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Register it with the same mode on both sites.';
+        END IF;
+        WITH mine AS (SELECT k.col, k.typ FROM gsb._columns(rel) k WHERE NOT k.generated),
+             peer_cols AS (SELECT theirs[i][2] AS col, theirs[i][3] AS typ
+                         FROM generate_subscripts(theirs, 1) i WHERE theirs[i][2] IS NOT NULL)
+        SELECT string_agg(CASE WHEN o.col IS NULL THEN format('column %s is missing on %s', m.col, p.name)
+                               WHEN m.col IS NULL THEN format('column %s is on %s but not here', o.col, p.name)
+                               ELSE format('column %s is %s here but %s on %s', m.col, m.typ, o.typ, p.name)
+                          END, '; ' ORDER BY coalesce(m.col, o.col))
+          INTO problems
+          FROM mine m FULL JOIN peer_cols o ON o.col = m.col
+         WHERE m.col IS NULL OR o.col IS NULL OR m.typ <> o.typ;
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION 'table % differs on peer %', qualified, p.name
+                USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = problems || '.',
+                      HINT = 'Give the table the same columns (names and types) on both sites, then call gsb.replicate_table() again.';
+        END IF;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION gsb.replicate_table(rel regclass, mode text DEFAULT 'realtime') RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -84,6 +169,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'REPLICA IDENTITY FULL is not enough: gsb needs a primary key or a replica identity index.';
     END IF;
+    PERFORM gsb._check_table_on_peers(rel, replicate_table.mode);
     -- gsb.tables is a user catalog table, where ON CONFLICT is not allowed.
     UPDATE gsb.tables t SET mode = replicate_table.mode, registered_at = now()
      WHERE t.relid = rel;

@@ -275,14 +275,21 @@ END
 $$;
 
 -- Planned switchover to the backup: nothing committed on the primary is
--- left behind.
+-- left behind, and the backup serves with the primary's current
+-- configuration: the daily tables are copied first, as gsb.sync_config()
+-- does (on the backup, from the primary). When that copy fails, a call by
+-- hand is refused (the error says why, with the copy's SQLSTATE); the
+-- window (automatic) starts all the same, since the primary is about to be
+-- worked on, and its 'maintenance start' event and a WARNING say that the
+-- backup serves with the configuration of its last copy.
 CREATE FUNCTION gsb._begin_maintenance(automatic boolean) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    me gsb.site := gsb._site();
     b text := gsb._backup_name();
     prim text := gsb._primary_name();
+    copy_error text;
 BEGIN
-    PERFORM gsb._site();
     IF b IS NULL THEN
         RAISE EXCEPTION 'there is no backup site to switch to'
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -293,8 +300,26 @@ BEGIN
         RETURN;
     END IF;
     PERFORM gsb._require_caught_up(b);
+    BEGIN
+        IF me.role = 'backup' THEN
+            PERFORM gsb.sync_config();
+        ELSE
+            PERFORM gsb._peer_query((gsb._other_site()).conninfo, 'SELECT gsb.sync_config()', NULL,
+                                    current_setting('gsb.peer_timeout')::interval);
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        IF NOT coalesce(automatic, false) THEN
+            RAISE EXCEPTION 'maintenance not started: the daily tables could not be copied to the backup %', b
+                USING ERRCODE = SQLSTATE, DETAIL = SQLERRM,
+                      HINT = 'The backup would serve with an old configuration. Fix what the detail says (gsb.sync_config() on the backup shows it), then try again.';
+        END IF;
+        copy_error := SQLERRM;
+        RAISE WARNING 'gsb: the maintenance window starts without the daily copy to %: %', b, copy_error;
+    END;
     PERFORM gsb._switch(b, 'maintenance start',
-                        CASE WHEN automatic THEN 'maintenance window ' || current_setting('gsb.maintenance_window') END,
+                        CASE WHEN automatic THEN 'maintenance window ' || current_setting('gsb.maintenance_window')
+                                                 || coalesce('; daily copy failed, the backup serves with its last copy: '
+                                                             || copy_error, '') END,
                         'maintenance', automatic);
 END
 $$;
@@ -322,17 +347,34 @@ BEGIN
 END
 $$;
 
--- Is now inside a window like '19:00-21:00 America/Los_Angeles'?
-CREATE FUNCTION gsb._in_window(win text, at timestamptz DEFAULT now()) RETURNS boolean
+-- The maintenance window of `win` ('HH:MM-HH:MM Time/Zone', e.g.
+-- '19:00-21:00 America/Los_Angeles') that is in progress at `as_of`, or else
+-- the next one: [starts_at, ends_at). Each day's window runs from that
+-- day's local start to the local end (the next day's when the end is not
+-- after the start: the window spans midnight), each converted to an instant
+-- as PostgreSQL converts a local time: a local time that does not exist
+-- (clocks go forward: 02:30) counts with the offset before the change (so
+-- as 03:30), an ambiguous one (clocks go back: 01:30) as standard time (the
+-- second 01:30). So on the days clocks change a window may last an hour
+-- less or more, and one that would start and end at the same instant is
+-- skipped; a window whose start and end are the same time is no window.
+-- NULLs for an empty window or a NULL as_of; the window's syntax and zone
+-- are checked as the setting's are. The one definition of a window, for
+-- gsb._in_window (the monitor) and gsb.next_maintenance (what users are
+-- told).
+CREATE FUNCTION gsb._next_window(win text, as_of timestamptz,
+                                 OUT starts_at timestamptz, OUT ends_at timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     m text[];
-    t time;
     a time;
     b time;
+    day date;
+    s timestamptz;
+    e timestamptz;
 BEGIN
     IF win IS NULL OR btrim(win) = '' THEN
-        RETURN false;
+        RETURN;
     END IF;
     m := regexp_match(btrim(win), '^(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s+(\S+)$');
     IF m IS NULL THEN
@@ -342,11 +384,71 @@ BEGIN
     END IF;
     a := m[1]::time;
     b := m[2]::time;
-    t := (at AT TIME ZONE m[3])::time;
-    IF a <= b THEN
-        RETURN t >= a AND t < b;
+    IF as_of IS NULL OR a = b THEN
+        PERFORM now() AT TIME ZONE m[3];   -- the zone is checked all the same
+        RETURN;
     END IF;
-    RETURN t >= a OR t < b;   -- the window spans midnight
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'a maintenance window cannot be found from %', as_of
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a date and time, e.g. now().';
+    END IF;
+    -- From the window that began the local day before: the first one that
+    -- has not ended yet (windows do not overlap, and they follow each other
+    -- in the order of their days).
+    day := (as_of AT TIME ZONE m[3])::date - 1;
+    FOR i IN 0..3 LOOP
+        s := ((day + i) + a) AT TIME ZONE m[3];
+        e := ((day + i + CASE WHEN b <= a THEN 1 ELSE 0 END) + b) AT TIME ZONE m[3];
+        IF e > s AND e > as_of THEN
+            starts_at := s;
+            ends_at := e;
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Is `at` inside a window like '19:00-21:00 America/Los_Angeles'? NULL when
+-- `at` is NULL, false for an empty window.
+CREATE FUNCTION gsb._in_window(win text, at timestamptz DEFAULT now()) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w record;
+BEGIN
+    IF win IS NULL OR btrim(win) = '' THEN
+        RETURN false;
+    END IF;
+    w := gsb._next_window(win, at);
+    IF at IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN coalesce(w.starts_at <= at, false);
+END
+$$;
+
+-- The next maintenance window (the one in progress at as_of, or else the
+-- next): when it starts and ends, so that users can be told in advance. No
+-- row when gsb.maintenance_window is empty. It reads this site's setting:
+-- the primary's is the one that its monitor acts on, so set the same window
+-- on the backup for the backup to tell the same.
+CREATE FUNCTION gsb.next_maintenance(as_of timestamptz DEFAULT now())
+RETURNS TABLE (starts_at timestamptz, ends_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w record;
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'gsb.next_maintenance: as_of is NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave it out for the window after now(), or pass a date and time.';
+    END IF;
+    w := gsb._next_window(current_setting('gsb.maintenance_window'), as_of);
+    IF w.starts_at IS NOT NULL THEN
+        starts_at := w.starts_at;
+        ends_at := w.ends_at;
+        RETURN NEXT;
+    END IF;
 END
 $$;
 

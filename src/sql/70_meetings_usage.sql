@@ -177,10 +177,51 @@ BEGIN
 END
 $$;
 
+-- Whether `site` answers, as this site knows it now, without asking it:
+-- this site does; the other site as the site monitor last found it (its
+-- heartbeat answered, within the monitor's own silence limit,
+-- gsb.failover_timeout or 10 s when that is 0); a site that is neither is
+-- not reachable. NULL when the monitor has not run yet: nothing is known.
+-- Never a call to the peer: join_meeting must answer at once.
+CREATE FUNCTION gsb._site_reachable(site text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me gsb.site := gsb._site();
+    mon record;
+    silence_ms bigint;
+BEGIN
+    IF site IS NULL THEN
+        RAISE EXCEPTION 'gsb._site_reachable: the site is NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name this site or its peer.';
+    END IF;
+    IF site = me.name THEN
+        RETURN true;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM gsb.peers p WHERE p.name = site AND p.role IN ('primary', 'backup')) THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO mon FROM gsb._monitor_status();
+    IF NOT FOUND OR NOT mon.running THEN
+        RETURN NULL;
+    END IF;
+    silence_ms := EXTRACT(EPOCH FROM current_setting('gsb.failover_timeout')::interval) * 1000;
+    IF silence_ms = 0 THEN
+        silence_ms := 10000;
+    END IF;
+    silence_ms := greatest(silence_ms,
+                           2 * EXTRACT(EPOCH FROM current_setting('gsb.heartbeat_interval')::interval) * 1000);
+    RETURN coalesce(mon.peer_reachable, false)
+       AND mon.last_heartbeat_at IS NOT NULL
+       AND mon.last_heartbeat_at >= now() - make_interval(secs => silence_ms / 1000.0);
+END
+$$;
+
 CREATE FUNCTION gsb.join_meeting(meeting_id bigint) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     m gsb.meetings;
+    active text;
 BEGIN
     IF meeting_id IS NULL THEN
         RAISE EXCEPTION 'a meeting id is required'
@@ -198,10 +239,16 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'An ended meeting does not start again; schedule a new one with gsb.schedule_meeting().';
     END IF;
-    IF m.status = 'in_progress' THEN
+    active := gsb.active_site();
+    -- A meeting goes on where it is hosted, unless that site has failed:
+    -- neither active nor reachable (as the site monitor last found it; an
+    -- unknown answer keeps the host). Then its participants go to the active
+    -- site, where gsb.start_meeting() takes it over.
+    IF m.status = 'in_progress' AND m.hosted_site IS NOT NULL
+       AND (m.hosted_site = active OR coalesce(gsb._site_reachable(m.hosted_site), true)) THEN
         RETURN m.hosted_site;
     END IF;
-    RETURN gsb.active_site();
+    RETURN active;
 END
 $$;
 

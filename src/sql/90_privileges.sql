@@ -24,11 +24,11 @@ GRANT EXECUTE ON FUNCTION
     gsb.schedule_meeting(bigint, text, timestamptz, text),
     gsb.active_site(), gsb.is_active(), gsb.detect_backup(),
     gsb.start_meeting(bigint), gsb.join_meeting(bigint), gsb.end_meeting(bigint),
-    gsb.usage_report(timestamptz, timestamptz)
+    gsb.usage_report(timestamptz, timestamptz), gsb.next_maintenance(timestamptz)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION gsb._site(), gsb._primary_name(), gsb._meeting(bigint),
     gsb._record_usage(gsb.meetings, text, timestamptz, timestamptz),
-    gsb._check_peer_name(text) TO PUBLIC;
+    gsb._check_peer_name(text), gsb._site_reachable(text) TO PUBLIC;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA gsb FROM PUBLIC;
 GRANT SELECT ON gsb.site, gsb.tables, gsb.replicated_tables TO PUBLIC;
