@@ -137,7 +137,17 @@ void MeasureClockOffset(PeerConnection &conn, TimestampTz deadline, const std::s
     TimestampTz after = PgCall([] { return GetCurrentTimestamp(); });
     if (r.Rows() != 1 || r.Cols() != 1 || r.IsNull(0, 0))
         return;
-    int64 peer_now = std::stoll(r.Get(0, 0));
+    // The peer is untrusted: an answer that is not a number is ignored.
+    const char *text = r.Get(0, 0);
+    char *end = nullptr;
+    errno = 0;
+    long long parsed = strtoll(text, &end, 10);
+    // Nor is one more than a century off (no overflow below).
+    constexpr int64 kCentury = INT64CONST(100) * 365 * 86400 * 1000000;
+    if (errno != 0 || end == text || *end != '\0' || parsed < before - kCentury ||
+        parsed > before + kCentury)
+        return;
+    int64 peer_now = static_cast<int64>(parsed);
     int64 offset = peer_now - (before + (after - before) / 2);
     int64 error = (after - before + 1) / 2;
     watch.measured_at = before;

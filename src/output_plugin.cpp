@@ -641,7 +641,8 @@ void Truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations
 // change record too: those are not RM_XACT records and cost one comparison.
 void ObserveOriginCommit(LogicalDecodingContext *ctx) {
     XLogReaderState *r = ctx->reader;
-    if (r == nullptr || r->record == nullptr || XLogRecGetRmid(r) != RM_XACT_ID)
+    if (r == nullptr || r->record == nullptr || XLogRecGetRmid(r) != RM_XACT_ID ||
+        State(ctx) == nullptr)
         return;
     uint8 info = XLogRecGetInfo(r) & XLOG_XACT_OPMASK;
     if (info != XLOG_XACT_COMMIT && info != XLOG_XACT_COMMIT_PREPARED)
