@@ -68,6 +68,16 @@ Decision Decide(Op op, const Local &local, int64_t remote_ts, bool local_is_prim
     return {Kind::kNone, Resolution::kApplyRemote};
 }
 
+int64_t HybridClock::Stamp(int64_t commit_ts) {
+    int64_t t = commit_ts;
+    if (floor_ >= t && floor_ < INT64_MAX)
+        t = floor_ + 1;
+    if (last_ > t)
+        t = last_;
+    last_ = t;
+    return t;
+}
+
 const char *KindName(Kind k) {
     switch (k) {
     case Kind::kNone:

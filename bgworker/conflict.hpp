@@ -53,6 +53,33 @@ struct Decision {
 // local_is_primary: this site is the primary (it wins ties).
 Decision Decide(Op op, const Local &local, int64_t remote_ts, bool local_is_primary);
 
+// ---------------------------------------------------------------------------
+// The hybrid logical clock that the output plugin stamps this site's
+// transactions with (README, Conflicts). A transaction committed here after
+// this site applied a transaction of the peer's gets a later time than that
+// one, whatever the two clocks say: stamp = max(commit_ts, floor + 1 us,
+// previous stamp), where floor is the newest peer timestamp applied here
+// before it in WAL order. The plugin calls Observe for each applied
+// transaction's commit and Stamp for each local transaction, both in WAL
+// order. Stamps never decrease.
+// ---------------------------------------------------------------------------
+class HybridClock {
+  public:
+    // A transaction of the peer's, committed here with its timestamp ts.
+    void Observe(int64_t ts) {
+        if (ts > floor_)
+            floor_ = ts;
+    }
+    // The time to send for a local transaction that committed at commit_ts.
+    int64_t Stamp(int64_t commit_ts);
+
+    int64_t floor() const { return floor_; }
+
+  private:
+    int64_t floor_ = INT64_MIN; // nothing observed yet
+    int64_t last_ = INT64_MIN;  // nothing stamped yet
+};
+
 const char *KindName(Kind k);
 const char *ResolutionName(Resolution r);
 

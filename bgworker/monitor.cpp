@@ -22,6 +22,9 @@
 // rows of gsb.conflicts and gsb.site_events older than gsb.conflict_retention
 // and gsb.site_events_retention.
 //
+// After each heartbeat it measures the peer's clock (MeasureClockOffset):
+// gsb.status.clock_offset, and a WARNING when it passes gsb.clock_warning.
+//
 // Not for: replication (apply_worker.cpp).
 #include "pg.hpp"
 
@@ -30,6 +33,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -58,6 +62,7 @@ extern "C" {
 
 extern "C" {
 PGDLLEXPORT void gsb_monitor_main(Datum arg);
+PG_FUNCTION_INFO_V1(gsb_clock_offset);
 }
 
 namespace gsb {
@@ -107,6 +112,78 @@ void Publish(bool reachable, TimestampTz heartbeat_at, const std::string &error,
         strlcpy(s->monitor_error, err, kErrorLen);
         LWLockRelease(s->lock);
     });
+}
+
+// The peer's clock offset: the peer's clock_timestamp() minus the midpoint of
+// the round trip that asked for it, within half the round trip. Last-writer-
+// wins orders concurrent writes by the two clocks (README, Conflicts), so an
+// operator must see how far apart they are. The WARNING comes once when the
+// offset passes gsb.clock_warning, and a LOG line once it is back within it;
+// a measurement whose error bound straddles the threshold changes nothing.
+struct ClockWatch {
+    bool warned = false;
+    TimestampTz measured_at = 0;
+};
+
+void MeasureClockOffset(PeerConnection &conn, TimestampTz deadline, const std::string &peer,
+                        ClockWatch &watch) {
+    TimestampTz before = PgCall([] { return GetCurrentTimestamp(); });
+    // At most once a second: the offset moves slowly.
+    if (watch.measured_at != 0 && !TimestampDifferenceExceeds(watch.measured_at, before, 1000))
+        return;
+    PgResult r = conn.ExecBy(deadline, "clock",
+                             "SELECT ((EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) - "
+                             "946684800) * 1000000)::pg_catalog.int8");
+    TimestampTz after = PgCall([] { return GetCurrentTimestamp(); });
+    if (r.Rows() != 1 || r.Cols() != 1 || r.IsNull(0, 0))
+        return;
+    // The peer is untrusted: an answer that is not a number is ignored.
+    const char *text = r.Get(0, 0);
+    char *end = nullptr;
+    errno = 0;
+    long long parsed = strtoll(text, &end, 10);
+    // Nor is one more than a century off (no overflow below).
+    constexpr int64 kCentury = INT64CONST(100) * 365 * 86400 * 1000000;
+    if (errno != 0 || end == text || *end != '\0' || parsed < before - kCentury ||
+        parsed > before + kCentury)
+        return;
+    int64 peer_now = static_cast<int64>(parsed);
+    int64 offset = peer_now - (before + (after - before) / 2);
+    int64 error = (after - before + 1) / 2;
+    watch.measured_at = before;
+    PgCall([&] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        s->clock_offset_us = offset;
+        s->clock_offset_error_us = error;
+        s->clock_offset_at = after;
+        LWLockRelease(s->lock);
+    });
+    int64 limit = static_cast<int64>(guc_clock_warning_ms) * 1000;
+    int64 magnitude = offset < 0 ? -offset : offset;
+    const char *name = peer.c_str();
+    double secs = static_cast<double>(magnitude) / 1e6, err_ms = static_cast<double>(error) / 1e3;
+    const char *direction = offset < 0 ? "behind" : "ahead of";
+    if (limit > 0 && !watch.warned && magnitude - error > limit) {
+        watch.warned = true;
+        PgCall([&] {
+            ereport(WARNING,
+                    (errmsg("gsb site monitor: the clock of peer \"%s\" is %.3f s %s this "
+                            "site's (+/- %.1f ms)",
+                            name, secs, direction, err_ms),
+                     errdetail("Concurrent writes to the same row are decided by the two sites' "
+                               "clocks: the site whose clock is ahead wins them."),
+                     errhint("Keep both sites' clocks synchronised (NTP); gsb.clock_warning "
+                             "sets this threshold.")));
+        });
+    } else if (watch.warned && (limit == 0 || magnitude + error <= limit)) {
+        watch.warned = false;
+        PgCall([&] {
+            ereport(LOG, (errmsg("gsb site monitor: the clock of peer \"%s\" is within "
+                                 "gsb.clock_warning again (%.3f s %s this site's)",
+                                 name, secs, direction)));
+        });
+    }
 }
 
 // History pruning. gsb.site_events is replicated, yet each site keeps its own
@@ -243,6 +320,7 @@ void Run() {
     bool was_reachable = true;
     TimestampTz pruned_at = 0;
     bool prune_more = false;
+    ClockWatch clock_watch;
     for (;;) {
         ReloadConfigIfPending();
         std::string error;
@@ -291,6 +369,11 @@ void Run() {
                     reachable = true;
                     if (r.Rows() == 1 && !r.IsNull(0, 0))
                         peer.emplace_back(r.Get(0, 0));
+                    try {
+                        MeasureClockOffset(*conn, deadline, st.peer, clock_watch);
+                    } catch (const Error &) {
+                        conn.reset(); // the next heartbeat says what is wrong
+                    }
                 } catch (const Error &e) {
                     // Only a connection that cannot be had counts as down; a
                     // peer that answers with an error is up but unhealthy.
@@ -373,4 +456,28 @@ void Run() {
 void gsb_monitor_main(Datum arg) {
     gsb::WorkerMain("gsb monitor", [] { gsb::Run(); });
     proc_exit(0);
+}
+
+// gsb._clock_offset(): the monitor's last measurement of the peer's clock
+// (gsb.status.clock_offset, clock_offset_error); no row before the first.
+Datum gsb_clock_offset(PG_FUNCTION_ARGS) {
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    if (!gsb::SharedStateAvailable())
+        PG_RETURN_VOID();
+    gsb::SharedState *s = gsb::Shared();
+    LWLockAcquire(s->lock, LW_SHARED);
+    int64 offset = s->clock_offset_us, error = s->clock_offset_error_us;
+    TimestampTz at = s->clock_offset_at;
+    LWLockRelease(s->lock);
+    if (at == 0)
+        PG_RETURN_VOID();
+    Interval *off = static_cast<Interval *>(palloc0(sizeof(Interval)));
+    off->time = offset;
+    Interval *err = static_cast<Interval *>(palloc0(sizeof(Interval)));
+    err->time = error;
+    Datum values[3] = {IntervalPGetDatum(off), IntervalPGetDatum(err), TimestampTzGetDatum(at)};
+    bool nulls[3] = {false, false, false};
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    PG_RETURN_VOID();
 }

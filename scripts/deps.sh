@@ -11,9 +11,10 @@ set -euo pipefail
 
 # perl: prove (the TAP runner) is in it, not in perl-base.
 # clang and libclang-rt-14-dev: the fuzz suite (libFuzzer). haproxy: the
-# routing test. iproute2 and nftables: network-fault tests.
+# routing test. iproute2 and nftables: network-fault tests. faketime: the
+# clock-skew test (libfaketime under one site).
 pkgs=(make g++ perl postgresql-15 postgresql-server-dev-15 libipc-run-perl libgtest-dev clang-format
-	clang libclang-rt-14-dev haproxy iproute2 nftables curl)
+	clang libclang-rt-14-dev haproxy iproute2 nftables curl faketime)
 for arg; do
 	case $arg in
 	--bench) pkgs+=(postgresql-15-pglogical) ;;

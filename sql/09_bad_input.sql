@@ -80,6 +80,7 @@ SELECT bad($q$SELECT gsb._primary_name() IS NULL$q$);
 SELECT bad($q$SELECT gsb.protocol_version() > 0$q$);
 SELECT bad($q$SELECT count(*) FROM gsb._worker_status()$q$);
 SELECT bad($q$SELECT count(*) FROM gsb._monitor_status()$q$);
+SELECT bad($q$SELECT count(*) FROM gsb._clock_offset()$q$);
 SELECT bad($q$SELECT gsb._state_confirmed()$q$);
 -- Internals of the monitor and of failover, before init.
 SELECT bad($q$SELECT gsb._other_site()$q$);

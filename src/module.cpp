@@ -40,6 +40,7 @@ char *guc_http_status_token = nullptr;
 int guc_conflict_retention_s = 7 * 86400;
 int guc_site_events_retention_s = 90 * 86400;
 bool guc_record_conflicts = true;
+int guc_clock_warning_ms = 1000;
 
 #ifdef GSB_TEST_HOOKS
 bool FaultInjected(const char *point) {
@@ -137,6 +138,13 @@ void DefineGucs() {
                              "Off: conflicts are decided the same way, but neither written to "
                              "gsb.conflicts nor logged.",
                              &guc_record_conflicts, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("gsb.clock_warning",
+                            "The site monitor warns when the peer's clock is this far ahead of "
+                            "or behind this site's; 0: never.",
+                            "Conflicts between concurrent writes are decided by the two sites' "
+                            "clocks (README, Conflicts).",
+                            &guc_clock_warning_ms, 1000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS,
+                            nullptr, nullptr, nullptr);
 #ifdef GSB_TEST_HOOKS
     DefineCustomStringVariable(
         "gsb.fault_injection", "Comma-separated fault points to trigger (tests only).", nullptr,

@@ -12,7 +12,9 @@
 extern "C" {
 #include "access/detoast.h"
 #include "access/htup_details.h"
+#include "access/rmgr.h"
 #include "access/xact.h"
+#include "access/xlogreader.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "nodes/bitmapset.h"
@@ -35,6 +37,7 @@ extern "C" {
 #include <type_traits>
 
 #include "catalog.hpp"
+#include "conflict.hpp"
 #include "gsb.hpp"
 #include "interop.hpp"
 #include "protocol.hpp"
@@ -146,15 +149,22 @@ struct PluginState {
     protocol::TextRenderer *render; // text form only
     protocol::Message *message;     // text form only
     int skipped_changes;            // skipped since the last progress update
+    // The hybrid logical clock of this session's stream: the time sent in
+    // BEGIN and COMMIT (README, Conflicts; conflict.hpp). Built in Startup.
+    conflict::HybridClock clock;
 };
+static_assert(std::is_trivially_destructible_v<conflict::HybridClock>,
+              "plugin state lives in a memory context");
 
 // Progress is reported every this many skipped changes, as pgoutput does: a
 // clock read per call is cheap, one per change is not free.
 constexpr int kSkippedChangesPerProgress = 100;
 
-// Per-transaction state: whether BEGIN has been sent.
+// Per-transaction state: whether BEGIN has been sent, and the time that
+// BEGIN and COMMIT carry (the hybrid clock's stamp of the commit time).
 struct TxnState {
     bool sent_begin;
+    TimestampTz stamp;
 };
 
 PluginState *State(LogicalDecodingContext *ctx) {
@@ -241,6 +251,7 @@ void Startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init
     auto *st =
         static_cast<PluginState *>(MemoryContextAllocZero(ctx->context, sizeof(PluginState)));
     st->proto_version = protocol::kVersion;
+    new (&st->clock) conflict::HybridClock();
     st->change_ctx = AllocSetContextCreate(ctx->context, "gsb change", ALLOCSET_DEFAULT_SIZES);
     ctx->output_plugin_private = st;
     // Slot creation passes no options; everything else is checked strictly.
@@ -359,7 +370,7 @@ void SendBeginIfNeeded(LogicalDecodingContext *ctx, PluginState *st, ReorderBuff
     const char *origin = OriginSite(st, ctx);
     StringInfoSink sink{Target(ctx, st, false)};
     PgWriter w(sink);
-    w.Begin(txn->final_lsn, txn->xact_time.commit_time, txn->xid, origin);
+    w.Begin(txn->final_lsn, ts->stamp, txn->xid, origin);
     Emit(ctx, st, false);
     ts->sent_begin = true;
 }
@@ -484,6 +495,10 @@ void WriteTuple(PgWriter &w, RelEntry *e, TupleDesc desc, HeapTuple tuple, bool 
 
 void BeginTxn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {
     auto *ts = static_cast<TxnState *>(MemoryContextAllocZero(ctx->context, sizeof(TxnState)));
+    // Every transaction of the peer's that committed here before this one
+    // has been observed (FilterByOrigin, at its commit record: decoding runs
+    // in WAL order and replays this transaction at its own commit record).
+    ts->stamp = State(ctx)->clock.Stamp(txn->xact_time.commit_time);
     txn->output_plugin_private = ts;
 }
 
@@ -491,6 +506,7 @@ void CommitTxn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr co
     auto *st = State(ctx);
     auto *ts = static_cast<TxnState *>(txn->output_plugin_private);
     bool sent = ts != nullptr && ts->sent_begin;
+    TimestampTz stamp = ts != nullptr ? ts->stamp : txn->xact_time.commit_time;
     if (ts != nullptr) {
         pfree(ts);
         txn->output_plugin_private = nullptr;
@@ -506,7 +522,7 @@ void CommitTxn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr co
     OutputPluginUpdateProgress(ctx, false);
     StringInfoSink sink{Target(ctx, st, true)};
     PgWriter w(sink);
-    w.Commit(commit_lsn, txn->end_lsn, txn->xact_time.commit_time);
+    w.Commit(commit_lsn, txn->end_lsn, stamp);
     Emit(ctx, st, true, true);
 }
 
@@ -614,10 +630,40 @@ void Truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations
     MemoryContextReset(st->change_ctx);
 }
 
-bool FilterByOrigin(LogicalDecodingContext *, RepOriginId origin_id) {
+// The clock learns the peer's times from the commit records of the
+// transactions that the apply worker committed here: PostgreSQL asks this
+// filter about each commit record (DecodeCommit) before it replays the
+// transaction, in WAL order, and skips a filtered transaction entirely, so
+// its commit time reaches no other callback. The record being decoded is
+// ctx->reader's. Commits before the point where decoding starts are skipped
+// before the filter is asked: after a reconnect the clock knows only the
+// peer's transactions applied since (README, Conflicts). Asked for every
+// change record too: those are not RM_XACT records and cost one comparison.
+void ObserveOriginCommit(LogicalDecodingContext *ctx) {
+    XLogReaderState *r = ctx->reader;
+    if (r == nullptr || r->record == nullptr || XLogRecGetRmid(r) != RM_XACT_ID ||
+        State(ctx) == nullptr)
+        return;
+    uint8 info = XLogRecGetInfo(r) & XLOG_XACT_OPMASK;
+    if (info != XLOG_XACT_COMMIT && info != XLOG_XACT_COMMIT_PREPARED)
+        return;
+    xl_xact_parsed_commit parsed;
+    ParseCommitRecord(XLogRecGetInfo(r), reinterpret_cast<xl_xact_commit *>(XLogRecGetData(r)),
+                      &parsed);
+    // A commit under an origin that gave no time says nothing about the
+    // peer's clock. (gsb's own prune runs under an origin too: its times come
+    // from this site's clock, which stamps never go below anyway.)
+    if ((parsed.xinfo & XACT_XINFO_HAS_ORIGIN) && parsed.origin_timestamp != 0)
+        State(ctx)->clock.Observe(parsed.origin_timestamp);
+}
+
+bool FilterByOrigin(LogicalDecodingContext *ctx, RepOriginId origin_id) {
     // A change with an origin was replayed by a gsb apply worker (or another
     // replication tool): it came from elsewhere and must not go back.
-    return origin_id != InvalidRepOriginId;
+    if (origin_id == InvalidRepOriginId)
+        return false;
+    ObserveOriginCommit(ctx);
+    return true;
 }
 
 } // namespace
@@ -661,6 +707,8 @@ static void gsb_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int
         [&] { gsb::PgCall([&] { gsb::Truncate(ctx, txn, nrelations, relations, change); }); });
 }
 static bool gsb_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id) {
+    // No PgCall: asked for every change record, and nothing in it raises a
+    // PostgreSQL error (ParseCommitRecord only reads the record).
     return gsb::Entry([&] { return gsb::FilterByOrigin(ctx, origin_id); });
 }
 

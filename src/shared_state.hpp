@@ -64,6 +64,12 @@ struct SharedState {
     // would take. Until then this site does not claim to be active: after a
     // restart its stored view may be stale.
     bool state_confirmed;
+    // The peer's clock minus this site's, measured by the monitor at each
+    // heartbeat, within +/- clock_offset_error_us (bgworker/monitor.cpp);
+    // clock_offset_at 0: not measured since the server started.
+    int64 clock_offset_us;
+    int64 clock_offset_error_us;
+    TimestampTz clock_offset_at;
     PeerSlot peers[kMaxPeers];
 };
 

@@ -60,6 +60,13 @@ CREATE FUNCTION gsb._monitor_status(OUT running boolean, OUT peer_reachable bool
     RETURNS SETOF record
     LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_monitor_status';
 
+-- The monitor's last measurement of the peer's clock: the peer's clock minus
+-- this site's, within +/- clock_offset_error (bgworker/monitor.cpp).
+CREATE FUNCTION gsb._clock_offset(OUT clock_offset interval, OUT clock_offset_error interval,
+                                  OUT measured_at timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_clock_offset';
+
 CREATE FUNCTION gsb._stop_worker(peer text, suppress interval) RETURNS boolean
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_stop_worker';
 
@@ -98,11 +105,15 @@ CREATE VIEW gsb.status AS
            st.last_config_sync,
            m.peer_reachable,
            m.last_heartbeat_at,
-           m.last_monitor_error
+           m.last_monitor_error,
+           -- the peer's clock minus this site's (README, Conflicts)
+           k.clock_offset,
+           k.clock_offset_error
       FROM gsb.peers p
       LEFT JOIN gsb._worker_status() w ON w.peer = p.name
       CROSS JOIN gsb.site_state st
-      LEFT JOIN gsb._monitor_status() m ON true;
+      LEFT JOIN gsb._monitor_status() m ON true
+      LEFT JOIN gsb._clock_offset() k ON true;
 
 CREATE FUNCTION gsb._check_peer_name(site_name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp

@@ -35,7 +35,8 @@ GRANT SELECT ON gsb.site, gsb.tables, gsb.replicated_tables TO PUBLIC;
 GRANT SELECT ON gsb.status, gsb.conflicts, gsb.peers, gsb.site_events, gsb.site_state
   TO gsb_admin;
 -- What gsb.status reads.
-GRANT EXECUTE ON FUNCTION gsb._worker_status(), gsb._monitor_status() TO gsb_admin;
+GRANT EXECUTE ON FUNCTION gsb._worker_status(), gsb._monitor_status(), gsb._clock_offset()
+  TO gsb_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     gsb.accounts, gsb.meetings, gsb.usage,
     gsb.site_config, gsb.custom_pages, gsb.client_versions

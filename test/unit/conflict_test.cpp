@@ -589,6 +589,89 @@ INSTANTIATE_TEST_SUITE_P(Table, KeySitesTest, ::testing::ValuesIn(kKeySitesCases
                              return n;
                          });
 
+// ---------------------------------------------------------------------------
+// The hybrid clock (HybridClock): the stamp rule, and the causal case it is
+// for, seen from both sites.
+// ---------------------------------------------------------------------------
+constexpr int64_t kSecond = 1000000;
+
+TEST(HybridClock, StampsTheCommitTimeWhenNothingNewerWasApplied) {
+    HybridClock c;
+    EXPECT_EQ(c.Stamp(100 * kSecond), 100 * kSecond);
+    c.Observe(50 * kSecond); // the peer's clock is behind: nothing changes
+    EXPECT_EQ(c.Stamp(101 * kSecond), 101 * kSecond);
+}
+
+TEST(HybridClock, ATransactionAfterANewerPeerTimeIsStampedAfterIt) {
+    HybridClock c;
+    c.Observe(100 * kSecond); // applied here: the peer's clock is ahead
+    EXPECT_EQ(c.Stamp(96 * kSecond), 100 * kSecond + 1);
+    EXPECT_EQ(c.Stamp(97 * kSecond), 100 * kSecond + 1);  // never decreasing
+    EXPECT_EQ(c.Stamp(100 * kSecond), 100 * kSecond + 1); // equal to the floor: after it
+    EXPECT_EQ(c.Stamp(102 * kSecond), 102 * kSecond);     // the own clock passed it
+    c.Observe(101 * kSecond);                             // older than the last stamp: it stays
+    EXPECT_EQ(c.Stamp(101 * kSecond), 102 * kSecond);
+}
+
+TEST(HybridClock, StampsNeverDecrease) {
+    HybridClock c;
+    int64_t last = INT64_MIN;
+    const int64_t commits[] = {10, 9, 12, 12, 5, 30, 29};
+    const int64_t observed[] = {0, 20, 0, 25, 0, 0, 40};
+    for (size_t i = 0; i < std::size(commits); i++) {
+        if (observed[i] != 0)
+            c.Observe(observed[i]);
+        int64_t s = c.Stamp(commits[i]);
+        EXPECT_GE(s, last) << i;
+        EXPECT_GE(s, commits[i]) << i;
+        EXPECT_GT(s, c.floor()) << i;
+        last = s;
+    }
+}
+
+// The defect of issue 16 item 6, played through Decide from both sites:
+// sjc (primary, clock right) updates a row at T; it arrives at ams (clock
+// 5 s behind) and is committed there with T; ams then updates the row at its
+// clock's T-4. Raw times: sjc keeps its own row (update_differs, keep_local)
+// while ams keeps its later one. Stamped: the update wins on sjc too.
+TEST(HybridClock, ACausallyLaterUpdateFromASlowClockWins) {
+    const int64_t t = 1000 * kSecond;
+    Decision raw = Decide(Op::kUpdate, Row(t), t - 4 * kSecond, /*local_is_primary=*/true);
+    EXPECT_EQ(raw.kind, Kind::kUpdateDiffers);
+    EXPECT_EQ(raw.resolution, Resolution::kKeepLocal);
+
+    HybridClock ams;
+    ams.Observe(t); // sjc's update, applied at ams
+    int64_t stamp = ams.Stamp(t - 4 * kSecond);
+    EXPECT_GT(stamp, t);
+    Decision at_sjc = Decide(Op::kUpdate, Row(t), stamp, /*local_is_primary=*/true);
+    EXPECT_EQ(at_sjc.kind, Kind::kNone);
+    EXPECT_EQ(at_sjc.resolution, Resolution::kApplyRemote);
+    // A delete made there after the update arrived is no conflict either.
+    Decision del = Decide(Op::kDelete, Row(t), stamp, /*local_is_primary=*/true);
+    EXPECT_EQ(del.kind, Kind::kNone);
+}
+
+// Truly concurrent updates, neither site having applied anything from the
+// other meanwhile: the stamps are the commit times, and the two sites decide
+// the same way (the later clock wins), as before.
+TEST(HybridClock, ConcurrentUpdatesStillEndTheSameOnBothSites) {
+    const int64_t t = 1000 * kSecond;
+    for (int64_t ams_real : {t - kSecond, t + kSecond, t + 6 * kSecond}) {
+        HybridClock sjc_clock, ams_clock;
+        sjc_clock.Observe(t - 10 * kSecond); // older exchanges
+        ams_clock.Observe(t - 10 * kSecond);
+        int64_t sjc_raw = t, ams_raw = ams_real - 5 * kSecond; // ams 5 s behind
+        int64_t sjc_stamp = sjc_clock.Stamp(sjc_raw), ams_stamp = ams_clock.Stamp(ams_raw);
+        // Each site judges its own row by its raw commit time (apply_conflict.cpp).
+        Decision at_sjc = Decide(Op::kUpdate, Row(sjc_raw), ams_stamp, true);
+        Decision at_ams = Decide(Op::kUpdate, Row(ams_raw), sjc_stamp, false);
+        bool sjc_ends_with_ams = at_sjc.resolution == Resolution::kApplyRemote;
+        bool ams_ends_with_sjc = at_ams.resolution == Resolution::kApplyRemote;
+        EXPECT_NE(sjc_ends_with_ams, ams_ends_with_sjc) << ams_real;
+    }
+}
+
 TEST(ConflictNames, AreTheOnesGsbConflictsHolds) {
     EXPECT_STREQ(KindName(Kind::kNone), "none");
     EXPECT_STREQ(KindName(Kind::kInsertExists), "insert_exists");
