@@ -44,7 +44,15 @@ $one->safe_psql('updated', "CREATE EXTENSION gsb VERSION '$OLD'");
 is($one->safe_psql('updated', "SELECT extversion FROM pg_extension WHERE extname = 'gsb'"),
 	$OLD, "gsb $OLD installs from the released script with the new gsb.so");
 my $at_old = catalog_of($one, 'updated', rows => 1);
-$one->safe_psql('updated', "ALTER EXTENSION gsb UPDATE TO '$NEW'");
+# One session, three transactions: the library's version check
+# (catalog::ExtensionVersionAtLeast) reads the catalog again in the
+# transaction after the update.
+is( $one->safe_psql('updated',
+		"SELECT gsb.selftest_extension_version('$NEW');"
+		  . " ALTER EXTENSION gsb UPDATE TO '$NEW';"
+		  . " SELECT gsb.selftest_extension_version('$NEW');"),
+	"$OLD, at least $NEW: false\n$NEW, at least $NEW: true",
+	"the library's version check answers $OLD, then $NEW in the same session after the update");
 is($one->safe_psql('updated', "SELECT extversion FROM pg_extension WHERE extname = 'gsb'"),
 	$NEW, "ALTER EXTENSION gsb UPDATE TO '$NEW' succeeds");
 $one->safe_psql('fresh', 'CREATE EXTENSION gsb');
