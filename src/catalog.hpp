@@ -5,6 +5,8 @@
 // These are PostgreSQL-style functions: they may raise a PostgreSQL error, so
 // call them from frames without C++ objects or inside gsb::PgCall.
 // Also the one rule for which index is a table's key.
+// Also which version of gsb's SQL objects this database has
+// (ExtensionVersionAtLeast): one gsb.so serves every installed version.
 // Not for: writing catalogs (the SQL API does that) or peers' state.
 #pragma once
 
@@ -34,5 +36,29 @@ Oid GsbRelation(const char *relname);
 // (REPLICA IDENTITY FULL); InvalidOid when it has neither, which
 // gsb.replicate_table refuses. Uses the relcache's data only.
 Oid KeyIndex(Relation rel);
+
+// The version of gsb's SQL objects in this database (pg_extension.extversion
+// of gsb, "0.1"), or nullptr when gsb is not installed here; a static
+// string, valid until the next call.
+//
+// One gsb.so serves every version's SQL objects: after the new package is
+// installed and the server restarted, a site runs the new library on the old
+// catalog until ALTER EXTENSION gsb UPDATE, and its peer may have updated
+// already (README.md, Upgrading). So C++ code that uses an SQL object (table,
+// column, function, view column) that an older version lacks asks first:
+//     if (catalog::ExtensionVersionAtLeast("0.2")) { ...use the 0.2 column... }
+//     else { ...what 0.1 does, or nothing... }
+// Read once per transaction and then remembered until it ends (an update
+// committed meanwhile is seen by the next transaction; a worker asks again in
+// each of its transactions). Under decoding's historic snapshot it is read
+// every time and answers as of the decoded change's point in the WAL (the
+// output plugin asks once per decoded transaction, in its begin callback).
+// Must be called in a transaction.
+const char *ExtensionVersion();
+
+// Whether gsb's SQL objects here are at version `version` or newer; false
+// when gsb is not installed here. `version` is a dotted version ("0.2"); a
+// malformed one, here or in the catalog, raises an ERROR.
+bool ExtensionVersionAtLeast(const char *version);
 
 } // namespace gsb::catalog

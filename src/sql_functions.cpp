@@ -28,6 +28,7 @@ extern "C" {
 #include <vector>
 
 #include "binary_values.hpp"
+#include "catalog.hpp"
 #include "interop.hpp"
 #include "names.hpp"
 #include "spi.hpp"
@@ -37,6 +38,7 @@ PG_FUNCTION_INFO_V1(gsb_invalidate_relation);
 #ifdef GSB_TEST_HOOKS
 PG_FUNCTION_INFO_V1(gsb_selftest_raise);
 PG_FUNCTION_INFO_V1(gsb_selftest_receive);
+PG_FUNCTION_INFO_V1(gsb_selftest_extension_version);
 #endif
 PG_FUNCTION_INFO_V1(gsb_slot_name);
 PG_FUNCTION_INFO_V1(gsb_origin_name);
@@ -183,6 +185,17 @@ Datum gsb_selftest_receive(PG_FUNCTION_ARGS) {
         path = "direct";
     }
     PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s: %s", path, OidOutputFunctionCall(out, value))));
+}
+
+// What catalog::ExtensionVersion and ExtensionVersionAtLeast answer in this
+// transaction: "<installed>, at least <version>: true|false".
+Datum gsb_selftest_extension_version(PG_FUNCTION_ARGS) {
+    char *version = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    const char *installed = gsb::catalog::ExtensionVersion();
+    bool at_least = gsb::catalog::ExtensionVersionAtLeast(version);
+    PG_RETURN_TEXT_P(
+        cstring_to_text(psprintf("%s, at least %s: %s", installed ? installed : "not installed",
+                                 version, at_least ? "true" : "false")));
 }
 #endif // GSB_TEST_HOOKS
 

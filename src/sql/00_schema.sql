@@ -1,6 +1,6 @@
 -- src/sql/00_schema.sql: the schema gsb, checked before anything goes in.
 --
--- The install script gsb--0.1.sql is these files of src/sql/ in name order
+-- The install script gsb--<version>.sql is these files of src/sql/ in name order
 -- (the Makefile joins them): catalogs, built-in service tables, the SQL API
 -- written in SQL/PL/pgSQL, and privileges. Functions that need PostgreSQL
 -- internals are in gsb.so.

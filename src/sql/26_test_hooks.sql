@@ -18,3 +18,9 @@ CREATE FUNCTION gsb.selftest_raise(kind text) RETURNS void
 -- receive function's error. For tests; superusers only.
 CREATE FUNCTION gsb.selftest_receive(bytes bytea, typ regtype, typmod int DEFAULT -1) RETURNS text
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_selftest_receive';
+
+-- What the library's version check (catalog::ExtensionVersionAtLeast) answers
+-- in this transaction: '<installed version>, at least <version>: true|false'.
+-- A malformed version is an error (22023). For tests; superusers only.
+CREATE FUNCTION gsb.selftest_extension_version(at_least text) RETURNS text
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gsb_selftest_extension_version';

@@ -1,0 +1,14 @@
+-- src/sql/update/0.1--0.2.before.sql: the first hand-written part of the
+-- update script gsb--0.1--0.2.sql (the Makefile says the rule; README.md,
+-- Upgrading). It runs on a 0.1 catalog, before every function, view, trigger,
+-- grant and comment of src/sql/*.sql runs again as CREATE OR REPLACE. Put here
+-- what those cannot do on an installed extension: new tables, sequences,
+-- types, indexes and event triggers (and their rows in gsb.tables), columns
+-- added to or dropped from gsb's tables (add a column where the install piece
+-- has it: t/333_upgrade.pl compares column positions), and DROP of what 0.2
+-- no longer has or has with another signature (return type, argument names or
+-- defaults, a view whose columns changed other than at its end). Make each
+-- statement safe on a site with data and peers: the update runs while the
+-- other site replicates (README.md, Upgrading).
+--
+-- 0.2 has the same objects as 0.1 so far: nothing to do here yet.
