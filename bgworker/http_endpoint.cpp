@@ -52,6 +52,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "extension_version.hpp"
 #include "gsb.hpp"
 #include "interop.hpp"
 #include "worker_util.hpp"
@@ -134,9 +135,23 @@ std::optional<std::string> QueryValue(const char *sql) {
 // /status's "next_maintenance": the window in progress or the next one
 // ({"starts_at", "ends_at"}), null when there is none; public, like the
 // role: users are to be told of it in advance.
+// The function is new in 0.2: a site whose catalog is still 0.1 (one gsb.so
+// serves both during a rolling upgrade) answers null instead of failing.
 #define kNextMaintenance                                                                           \
     "'next_maintenance', (SELECT pg_catalog.json_build_object('starts_at', w.starts_at, "          \
     "'ends_at', w.ends_at) FROM gsb.next_maintenance() w), "
+#define kNoNextMaintenance "'next_maintenance', NULL::json, "
+
+// Whether this site's catalog has the objects of version `at_least`; false
+// when it cannot tell (the endpoint then uses what every version has).
+bool CatalogAtLeast(const char *at_least) {
+    std::optional<std::string> v =
+        QueryValue("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'gsb'");
+    if (!v)
+        return false;
+    std::optional<int> cmp = version::Compare(*v, at_least);
+    return cmp && *cmp >= 0;
+}
 
 // Answers one path from the site's state, in one short transaction. Only
 // /status reads the replication status, and only a client that shows
@@ -152,20 +167,26 @@ Answer Route(const std::string &method, const std::string &path, bool authorized
         sql = "SELECT gsb.detect_backup()";
     else if (p == "/active")
         sql = "SELECT gsb.is_active()::text";
-    else if (p == "/status" && authorized)
-        sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
-              "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
-              "'detect_backup', gsb.detect_backup(), " kNextMaintenance
-              "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state, "
-              "received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "
-              "last_config_sync FROM gsb.status ORDER BY peer) s), '[]'))::text";
-    else if (p == "/status")
-        sql = "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "
-              "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "
-              "'detect_backup', gsb.detect_backup(), " kNextMaintenance
-              "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT peer, state "
-              "FROM gsb.status ORDER BY peer) s), '[]'))::text";
-    else
+    else if (p == "/status") {
+#define STATUS_SQL(next_maintenance, peer_columns)                                                 \
+    "SELECT pg_catalog.json_build_object('site', gsb.site_name(), 'role', "                        \
+    "gsb.site_role(), 'active_site', gsb.active_site(), 'is_active', gsb.is_active(), "            \
+    "'detect_backup', gsb.detect_backup(), " next_maintenance                                      \
+    "'peers', coalesce((SELECT pg_catalog.json_agg(s) FROM (SELECT " peer_columns                  \
+    " FROM gsb.status ORDER BY peer) s), '[]'))::text"
+#define FULL_PEER                                                                                  \
+    "peer, state, received_lsn, applied_lsn, lag_bytes, last_message_at, conflicts, last_error, "  \
+    "last_config_sync"
+        bool v02 = CatalogAtLeast("0.2");
+        if (authorized)
+            sql = v02 ? STATUS_SQL(kNextMaintenance, FULL_PEER)
+                      : STATUS_SQL(kNoNextMaintenance, FULL_PEER);
+        else
+            sql = v02 ? STATUS_SQL(kNextMaintenance, "peer, state")
+                      : STATUS_SQL(kNoNextMaintenance, "peer, state");
+#undef FULL_PEER
+#undef STATUS_SQL
+    } else
         return {404, "text/plain", "not found\n"};
     std::optional<std::string> value = QueryValue(sql);
     if (!value)

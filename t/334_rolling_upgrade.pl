@@ -23,6 +23,7 @@ use lib $FindBin::RealBin;
 use GsbTest;
 use GsbSites;
 use GsbUpgrade;
+use GsbHttp;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -182,10 +183,24 @@ $_->stop for ($sjc, $ams);
 ########################################################################
 # Pair 2: the primary at 0.2, the backup at 0.1.
 ########################################################################
-my $sfo = new_site_at('sfo', 'primary', $NEW, %conf);
-my $fra = new_site_at('fra', 'backup', $OLD, %conf);
+# Both with the HTTP endpoint: /status must answer on the 0.1 catalog too
+# (gsb.next_maintenance() is new in 0.2; the same gsb.so serves both).
+my %http_port = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(sfo fra);
+my $sfo = new_site_at('sfo', 'primary', $NEW, %conf,
+	extra_conf => "log_statement = none\ngsb.http_port = $http_port{sfo}");
+my $fra = new_site_at('fra', 'backup', $OLD, %conf,
+	extra_conf => "log_statement = none\ngsb.http_port = $http_port{fra}");
 $_->safe_psql('postgres', $schema) for ($sfo, $fra);
 connect_sites($sfo, $fra);
+for my $s ([ 'sfo', $NEW, qr/"next_maintenance" : null|"next_maintenance":null|"next_maintenance": null/ ],
+	[ 'fra', $OLD, qr/"next_maintenance" : null|"next_maintenance":null|"next_maintenance": null/ ])
+{
+	my ($name, $version, $re) = @$s;
+	my ($r, $ok) = wait_http($http_port{$name}, '/status', 200, qr/"site" : "$name"/, 30);
+	ok($ok, "$name at $version: GET /status answers 200")
+	  or diag("status " . ($r->{status} // 'none') . ": " . ($r->{body} // ''));
+	like($r->{body} // '', $re, "$name at $version: /status says no maintenance window");
+}
 exercise($sfo, $fra, "primary $NEW, backup $OLD");
 
 $fra->safe_psql('postgres', "ALTER EXTENSION gsb UPDATE TO '$NEW'");
