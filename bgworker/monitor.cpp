@@ -523,8 +523,10 @@ void Run() {
                      peer.empty() ? std::nullopt : std::optional<std::string>(peer[0])}};
                 // A peer just found unreachable is not waited for again in
                 // this tick (telling it of a failover, say): the tick must
-                // not stall on it.
-                peer_query_cap_ms = reachable ? 0 : 100;
+                // not stall on it. With a witness, the cap is
+                // the witness's deadline: the vote goes through
+                // gsb._peer_query too, and must not fail for want of time.
+                peer_query_cap_ms = reachable ? 0 : (has_witness ? WitnessDeadlineMs() : 100);
                 // A newer view that the witness holds (a term it granted)
                 // is taken first; only a higher term counts.
                 if (witness.ok && !witness.active.empty() &&
