@@ -304,16 +304,17 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             active := NULL;
         END;
+        IF active IS NULL OR active = gsb.site_name() THEN
+            RAISE EXCEPTION 'site % is not serving: writes to %.% are refused', gsb.site_name(),
+                            TG_TABLE_SCHEMA, TG_TABLE_NAME
+                USING ERRCODE = 'read_only_sql_transaction',
+                      DETAIL = 'This site has not heard a current view of the active site (fenced, or just started).',
+                      HINT = 'gsb.fence_writes is on: write on the active site once it is known.';
+        END IF;
         RAISE EXCEPTION 'site % is not the active site: writes to %.% are refused', gsb.site_name(),
                         TG_TABLE_SCHEMA, TG_TABLE_NAME
             USING ERRCODE = 'read_only_sql_transaction',
-                  DETAIL = CASE WHEN active = gsb.site_name()
-                                THEN 'This site has not heard a current view of the active site (fenced, or just started).'
-                           END,
-                  HINT = CASE WHEN active IS NULL OR active = gsb.site_name()
-                              THEN 'gsb.fence_writes is on: write on the active site once it is known.'
-                              ELSE format('gsb.fence_writes is on: write on the active site, %s.', active)
-                         END;
+                  HINT = format('gsb.fence_writes is on: write on the active site, %s.', active);
     END IF;
     RETURN NULL;
 END

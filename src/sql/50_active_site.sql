@@ -112,6 +112,23 @@ BEGIN
            SET term = p_term, active_site = p_active, mode = p_mode, automatic = p_automatic,
                changed_at = CASE WHEN p_active IS DISTINCT FROM st.active_site THEN now()
                                  ELSE st.changed_at END;
+        -- The witness granted this site a term whose switch did not commit
+        -- here (its answer came too late, say): the switch happens now, by
+        -- adoption, and is recorded as _switch would have.
+        IF p_from_role = 'witness' AND p_active = gsb.site_name()
+           AND p_active IS DISTINCT FROM st.active_site THEN
+            UPDATE gsb.site_state
+               SET late_tail_since = CASE WHEN p_mode = 'failed_over' AND p_automatic
+                                          THEN now() ELSE late_tail_since END;
+            INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term)
+            VALUES (coalesce(st.active_site, gsb._primary_name()), p_active,
+                    CASE WHEN p_mode = 'failed_over' AND p_automatic THEN 'automatic failover'
+                         WHEN p_mode = 'failed_over' THEN 'manual failover'
+                         WHEN p_mode = 'maintenance' THEN 'maintenance start'
+                         WHEN st.mode = 'maintenance' THEN 'maintenance end'
+                         ELSE 'failback' END,
+                    'term granted by the witness', p_term);
+        END IF;
         RETURN true;
     END IF;
     RETURN false;
