@@ -27,6 +27,7 @@ use FindBin;
 use lib $FindBin::RealBin;
 use GsbTest;
 use GsbSites;
+use GsbHttp qw(wait_http);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -105,6 +106,10 @@ is(q1($sjc, "SELECT witness || ':' || coalesce(warning, '') FROM gsb.status"), '
 	'sjc: gsb.status names the witness, no warning');
 ok(wait_until($sjc, 'SELECT gsb.is_active()', 't', 30), 'sjc: active (a live lease)');
 is(q1($ams, 'SELECT gsb.is_active()'), 'f', 'ams: not active');
+my $http = PostgreSQL::Test::Cluster::get_free_port();
+reload_with($sjc, 'gsb.http_port' => $http);
+my (undef, $http_ok) = wait_http($http, '/active', 200, undef, 30);
+ok($http_ok, 'sjc: GET /active answers 200 while it holds the lease');
 
 # Connection strings that lead nowhere, and back.
 my %orig;
@@ -182,6 +187,8 @@ ok(defined $sjc_last && defined $ams_first && $ams_first - $sjc_last >= 0.5,
 		(defined $sjc_last && defined $ams_first) ? $ams_first - $sjc_last : -1));
 ok(wait_event($sjc, 'fenced', 1, 30), 'sjc: records fenced');
 is(q1($sjc, 'SELECT gsb.is_active()'), 'f', 'sjc: fenced, not active');
+(undef, $http_ok) = wait_http($http, '/active', 503, undef, 10);
+ok($http_ok, 'sjc: GET /active answers 503 while fenced');
 my ($rc, $o, $e) = psql_verbose($sjc,
 	"SELECT gsb.start_meeting(gsb.schedule_meeting(gsb.create_account('f\@x', 'F'), 'm', now()))");
 like($e, qr/not serving/, 'sjc: start_meeting refused while fenced');
