@@ -189,6 +189,19 @@ void KeepLease(const LocalState &st, const WitnessAnswer &w, int64 peer_sent_us,
                const std::string &peer_term, const std::string &peer_active, bool peer_silent) {
     bool mine = !st.active.empty() && st.active == st.site;
     long long term = std::atoll(st.term.c_str());
+    // Silence is read again now, after the tick's switch has committed: a
+    // heartbeat of the peer received meanwhile was answered with the old
+    // view and renewed the peer's lease.
+    if (peer_silent) {
+        int64 heard_us = PgCall([] {
+            SharedState *s = Shared();
+            LWLockAcquire(s->lock, LW_SHARED);
+            int64 v = s->peer_heard_us;
+            LWLockRelease(s->lock);
+            return v;
+        });
+        peer_silent = heard_us == 0 || MonotonicNowUs() - heard_us >= SilenceMs() * 1000L;
+    }
     bool peer_ok = mine && !peer_term.empty() && peer_term == st.term && peer_active == st.site;
     bool witness_ok = mine && w.ok && w.term == st.term && w.active == st.site;
     // The other site holds no lease for an older term: it agrees (it has
