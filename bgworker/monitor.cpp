@@ -186,7 +186,8 @@ WitnessAnswer PingWitness(std::unique_ptr<PeerConnection> &conn, std::string &co
 // no answer); `peer_silent`: this site has not heard from the peer for the
 // failover timeout.
 void KeepLease(const LocalState &st, const WitnessAnswer &w, int64 peer_sent_us,
-               const std::string &peer_term, const std::string &peer_active, bool peer_silent) {
+               const std::string &peer_term, const std::string &peer_active, bool peer_silent,
+               bool has_witness) {
     bool mine = !st.active.empty() && st.active == st.site;
     long long term = std::atoll(st.term.c_str());
     // Silence is read again now, after the tick's switch has committed: a
@@ -226,14 +227,14 @@ void KeepLease(const LocalState &st, const WitnessAnswer &w, int64 peer_sent_us,
         serving = live && s->lease_from_us <= now;
         bool had = mine && s->lease_held && s->lease_term == term;
         bool was_fenced = s->fenced;
-        fence = mine && had && !live && !was_fenced;
+        fence = has_witness && mine && had && !live && !was_fenced;
         // Unfenced once it serves again, or has heard that another site is.
         unfence = was_fenced && (serving || (!mine && (w.ok || !peer_term.empty())));
         if (fence)
             s->fenced = true;
         if (unfence)
             s->fenced = false;
-        if (serving) {
+        if (serving && has_witness) {
             s->active_seen_us = now;
             s->active_seen_at = GetCurrentTimestamp();
         }
@@ -559,11 +560,14 @@ void Run() {
                 // to matter): this site may now claim what its state says.
                 if (reachable || unreachable_ms >= alone_after)
                     Publish(reachable, 0, error, true);
+                // The lease is kept without a witness too (through the peer):
+                // gsb.is_active() reads it only when there is a witness, and
+                // a witness added later then finds it live.
                 LocalState after = ReadLocal();
-                if (has_witness && after.ready)
+                if (after.ready)
                     KeepLease(after, witness, before_us, peer_term, peer_active,
-                              !reachable && unreachable_ms >= SilenceMs());
-                else if (after.ready)
+                              !reachable && unreachable_ms >= SilenceMs(), has_witness);
+                if (after.ready && !has_witness)
                     NoteActiveByView(after);
                 if (action && !action->empty()) {
                     const char *a = action->c_str();
