@@ -53,6 +53,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "extension_version.hpp"
 #include "gsb.hpp"
 #include "interop.hpp"
 #include "peer_connection.hpp"
@@ -77,17 +78,33 @@ struct LocalState {
     std::string witness, witness_conninfo; // empty: no witness
 };
 
+// Whether this site's catalog is 0.2 or later (gsb.witness exists): one
+// gsb.so serves a 0.1 catalog until ALTER EXTENSION gsb UPDATE (README,
+// Upgrading), and such a site has no witness.
+bool CatalogHasWitness() {
+    auto rows =
+        RunStatement("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'gsb'");
+    if (rows.size() != 1 || !rows[0][0])
+        return false;
+    std::optional<int> cmp = version::Compare(*rows[0][0], "0.2");
+    return cmp && *cmp >= 0;
+}
+
 LocalState ReadLocal() {
     LocalState st;
-    auto rows =
-        RunStatement("SELECT s.name, coalesce(p.conninfo, ''), st.term::text, "
-                     "coalesce(st.active_site, ''), st.mode, st.automatic::text, "
-                     "coalesce(p.name, ''), coalesce(w.name, ''), "
-                     "coalesce(w.conninfo, '') FROM gsb.site s CROSS JOIN gsb.site_state st "
-                     "LEFT JOIN gsb.witness w ON s.role <> 'witness' "
-                     "LEFT JOIN LATERAL (SELECT name, conninfo FROM gsb.peers "
-                     "WHERE role IN ('primary', 'backup') AND role <> s.role ORDER BY name "
-                     "LIMIT 1) p ON true");
+#define READ_LOCAL_SQL(witness_columns, witness_join)                                              \
+    "SELECT s.name, coalesce(p.conninfo, ''), st.term::text, "                                     \
+    "coalesce(st.active_site, ''), st.mode, st.automatic::text, "                                  \
+    "coalesce(p.name, ''), " witness_columns                                                       \
+    " FROM gsb.site s CROSS JOIN gsb.site_state st " witness_join                                  \
+    "LEFT JOIN LATERAL (SELECT name, conninfo FROM gsb.peers "                                     \
+    "WHERE role IN ('primary', 'backup') AND role <> s.role ORDER BY name "                        \
+    "LIMIT 1) p ON true"
+    auto rows = RunStatement(CatalogHasWitness()
+                                 ? READ_LOCAL_SQL("coalesce(w.name, ''), coalesce(w.conninfo, '')",
+                                                  "LEFT JOIN gsb.witness w ON s.role <> 'witness' ")
+                                 : READ_LOCAL_SQL("'', ''", ""));
+#undef READ_LOCAL_SQL
     if (rows.size() != 1)
         return st;
     const SqlRow &row = rows[0];

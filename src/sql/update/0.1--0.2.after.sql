@@ -4,4 +4,7 @@
 -- on (data migrations, an event trigger on a new function). See
 -- 0.1--0.2.before.sql and the Makefile for the rule.
 --
--- Nothing to do here yet.
+-- gsb.fence_writes (38_witness.sql): the statement trigger on every realtime
+-- table already registered; gsb_tables_fence (re-created above) follows the
+-- registrations from now on.
+SELECT gsb._set_fence_trigger(relid, true) FROM gsb.tables WHERE mode = 'realtime';

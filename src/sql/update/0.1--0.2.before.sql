@@ -11,4 +11,29 @@
 -- statement safe on a site with data and peers: the update runs while the
 -- other site replicates (README.md, Upgrading).
 --
--- 0.2 has the same objects as 0.1 so far: nothing to do here yet.
+-- The witness (38_witness.sql): a data site's witness, and a witness's terms.
+CREATE TABLE gsb.witness (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    name text NOT NULL,
+    conninfo text NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE gsb.witness_terms (
+    term bigint PRIMARY KEY,
+    active_site text NOT NULL,
+    requested_by text NOT NULL,
+    reason text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+
+-- A site may now be a witness (10_catalogs.sql).
+ALTER TABLE gsb.site DROP CONSTRAINT site_role_check,
+    ADD CONSTRAINT site_role_check CHECK (role IN ('primary', 'backup', 'witness'));
+
+-- The new reasons of gsb.site_events (50_active_site.sql). A 0.1 site refuses
+-- them: a 'split brain' row replicated from an updated site waits (an apply
+-- error, retried) until this site is updated too (README, Upgrading).
+ALTER TABLE gsb.site_events DROP CONSTRAINT site_events_reason_check,
+    ADD CONSTRAINT site_events_reason_check CHECK (reason IN ('automatic failover', 'manual failover',
+        'failback', 'maintenance start', 'maintenance end', 'late arrival', 'split brain', 'fenced',
+        'unfenced'));
