@@ -113,7 +113,7 @@ is(q1($sjc, 'SELECT gsb.is_active()') . q1($ams, 'SELECT gsb.is_active()'), 'ft'
 
 for my $n ($sjc, $ams)
 {
-	ok(wait_event($n, 'split brain', 1, 30), site_name($n) . ': gsb.site_events holds a split brain row');
+	ok(wait_event($n, 'split brain', 1, 15), site_name($n) . ': gsb.site_events holds a split brain row');
 	my @ev = events_of($n, 'split brain');
 	note(site_name($n) . ": split brain: $_->{from_site} -> $_->{to_site}, term $_->{term}: $_->{detail}")
 	  for @ev;
