@@ -199,7 +199,7 @@ sub loop_child
 			my $m = "gsb-mark-$k";
 			my $off = time() - mono();
 			my $s = mono();
-			$in .= "$sql\n\\echo $m\n\\warn $m\n";
+			$in .= "$sql;\n\\echo $m\n\\warn $m\n";
 			my $done = 0;
 			for (;;)
 			{
@@ -584,7 +584,9 @@ sub stays_active
 	my $expect = int(($to - $from) / $TICK / 4);
 	ok($n >= $expect && $o == 0,
 		sprintf('%s: %s answered active in all %d samples over %.1f s', $name, $site, $n, $to - $from))
-	  or diag("$site: $t active, $o not, $n samples (at least $expect expected)");
+	  or diag("$site: $t active, $o not, $n samples (at least $expect expected); first others: "
+		  . join('; ', map { "$_->{v} at " . sprintf('%.3f s', $_->{c1} - $from) . ($_->{err} ? " ($_->{err})" : '') }
+			  grep { defined } (grep { $_->{c1} >= $from && $_->{c1} <= $to && $_->{v} ne 't' } samples($site))[0 .. 2]));
 	my ($n2, $t2) = answers_between($other, $from, $to);
 	is($t2, 0, "$name: $other never answered active ($n2 samples)");
 	return;
