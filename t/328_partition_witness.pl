@@ -179,7 +179,7 @@ my $T0 = mono();
 # real-time clock minus the monotonic one when sent.
 sub loop_child
 {
-	my ($cmd, $file, $period, $sql) = @_;
+	my ($cmd, $file, $period, $sql, $pause) = @_;
 	open(my $fh, '>>', $file) or die "cannot open $file: $!";
 	$fh->autoflush(1);
 	my $k = int((mono() - $T0) / $period) + 1;
@@ -192,10 +192,21 @@ sub loop_child
 			usleep(100_000);
 			next;
 		}
+		my $paused = 0;
 		while (getppid() > 1 && $h->pumpable)
 		{
 			my $wait = $T0 + $k * $period - mono();
 			usleep(int($wait * 1e6)) if $wait > 0;
+			# The client pauses while the test compares the sites (a table
+			# being written cannot match); it says so in its file.
+			if ($pause && -e $pause)
+			{
+				printf $fh "# paused %.6f\n", mono() unless $paused;
+				$paused = 1;
+				$k = int((mono() - $T0) / $period) + 1;
+				next;
+			}
+			$paused = 0;
 			my $m = "gsb-mark-$k";
 			my $off = time() - mono();
 			my $s = mono();
@@ -232,7 +243,7 @@ sub loop_child
 
 sub start_loop
 {
-	my ($node, $kind, $period, $sql) = @_;
+	my ($node, $kind, $period, $sql, $pause) = @_;
 	my $file = "$dir/$kind-" . site_name($node);
 	my @cmd = ($node->installed_command('psql'), '-XAtq', '-v', 'ON_ERROR_STOP=0',
 		'-d', $node->connstr('postgres'));
@@ -241,7 +252,7 @@ sub start_loop
 	if ($pid == 0)
 	{
 		# No END block, no destructor of the parent's objects, in the child.
-		eval { loop_child(\@cmd, $file, $period, $sql); };
+		eval { loop_child(\@cmd, $file, $period, $sql, $pause); };
 		POSIX::_exit(0);
 	}
 	push @children, $pid;
@@ -252,7 +263,7 @@ for my $n ($sjc, $ams)
 {
 	start_loop($n, 'sample', $TICK,
 		"SELECT extract(epoch FROM clock_timestamp()), gsb.is_active(), extract(epoch FROM clock_timestamp())");
-	start_loop($n, 'client', $CLIENT_TICK, "SELECT client_start($acct)");
+	start_loop($n, 'client', $CLIENT_TICK, "SELECT client_start($acct)", "$dir/pause-client");
 }
 
 my $bad_clock = 0;    # samples whose server times fall outside their own window
@@ -281,7 +292,8 @@ sub samples
 		}
 		push @out, \%x;
 	}
-	return sort { $a->{c1} <=> $b->{c1} } @out;
+	my @sorted = sort { $a->{c1} <=> $b->{c1} } @out;
+	return @sorted;
 }
 
 # The client's attempts on $site: hashes s, r, c1, c2 (monotonic), what
@@ -308,7 +320,8 @@ sub attempts
 		}
 		push @out, \%x;
 	}
-	return sort { $a->{c1} <=> $b->{c1} } @out;
+	my @sorted = sort { $a->{c1} <=> $b->{c1} } @out;
+	return @sorted;
 }
 
 # Pairs (x, y), x from @$xs and y from @$ys (each sorted by c1, windows
@@ -486,9 +499,34 @@ sub heal
 }
 
 my %meeting_checked;
+# Pauses the client (and waits until it has paused) or lets it go on.
+sub pause_client
+{
+	my ($on) = @_;
+	my $file = "$dir/pause-client";
+	unless ($on)
+	{
+		unlink $file;
+		return;
+	}
+	my $t = mono();
+	PostgreSQL::Test::Utils::append_to_file($file, "pause\n");
+	ok(poll_until(30, sub {
+		for my $site (qw(sjc ams))
+		{
+			my $text = PostgreSQL::Test::Utils::slurp_file("$dir/client-$site");
+			my @p = $text =~ /^# paused ([\d.]+)$/mg;
+			return 0 unless @p && $p[-1] >= $t;
+		}
+		return 1;
+	}), 'the client pauses while the sites are compared');
+	return;
+}
+
 sub check_rows
 {
 	my ($name) = @_;
+	pause_client(1);
 	wait_synced($sjc, $ams);
 	for my $n ($sjc, $ams)
 	{
@@ -509,7 +547,8 @@ sub check_rows
 			  . ' rows written on either site exactly once, and no other')
 		  or diag("missing: @missing[0 .. min(9, $#missing)]; unexpected: @extra[0 .. min(9, $#extra)]");
 		my ($vout) = sess($n)->run("SELECT count(*) FILTER (WHERE status = 'match') || '/' || count(*)"
-			  . " FROM gsb.verify()");
+			  . " || coalesce(' ' || string_agg(relation::text || ' ' || status, ', ')"
+			  . " FILTER (WHERE status <> 'match'), '') FROM gsb.verify()");
 		like($vout, qr{^(\d+)/\1$}, "$name: gsb.verify() on " . site_name($n) . " matches ($vout)");
 	}
 	# Every meeting the client started is on both sites, hosted where it started.
@@ -531,6 +570,7 @@ sub check_rows
 		}
 		$meeting_checked{ $_->{id} } = 1 for @started;
 	}
+	pause_client(0);
 	return;
 }
 
