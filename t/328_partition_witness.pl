@@ -846,6 +846,8 @@ note('checker errors: ' . scalar(@errors) . (@errors ? " (first: $errors[0]{site
 my @ts = grep { $_->{v} eq 't' && $_->{site} eq 'sjc' } @s;
 my @ta = grep { $_->{v} eq 't' && $_->{site} eq 'ams' } @s;
 my @both = overlapping(\@ts, \@ta, \&sample_win);
+my %both_samples;
+$both_samples{"$_->[0]{site}$_->[0]{k}"} = $both_samples{"$_->[1]{site}$_->[1]{k}"} = 1 for @both;
 diag(sprintf('both active: sjc computed %.3f-%.3f, ams computed %.3f-%.3f (monotonic s since start)',
 		$_->[0]{c1} - $T0, $_->[0]{c2} - $T0, $_->[1]{c1} - $T0, $_->[1]{c2} - $T0))
   for @both[ 0 .. min(9, $#both) ];
@@ -883,7 +885,9 @@ sub median
 }
 sub fmt { return defined $_[0] ? sprintf('%.2f', $_[0]) : '-'; }
 
-is(scalar(@both), 0, 'no moment when both sites answered active (samples of both within one tick, widened)');
+is(scalar(keys %both_samples), 0,
+	'no moment when both sites answered active (samples of both within one tick, widened): '
+	  . scalar(keys %both_samples) . ' samples in ' . scalar(@both) . ' pairs');
 is(scalar(keys %at_once), 0, 'no meeting started on one site while the other was active or starting one');
 cmp_ok($closest // 9999, '>=', 0.5,
 	sprintf('at least 0.5 s between the active answers of the two sites (closest: %s s, at %s s)',
@@ -894,13 +898,13 @@ check_logs($sjc, $ams, $wit);
 diag(sprintf(
 		'partition summary: seed %d; rounds %d in %.0f s; failover s median %s max %s (%d); '
 		  . 'fencing s median %s max %s (%d); closest active answers of the two sites %s s; '
-		  . 'samples %d (sjc %d, ams %d; %d active), both active %d; '
+		  . 'samples %d (sjc %d, ams %d; %d active), samples where both were active %d (%d pairs); '
 		  . 'meetings started %d (sjc %d, ams %d, refused %d), on two sites at once %d; '
 		  . 'rows checked %d, lost %d, duplicated %d; meetings missing or moved %d; witness %s',
 		$SEED, $rounds, $loop_s, fmt(median(@failover_s)), fmt(@failover_s ? max(@failover_s) : undef),
 		scalar(@failover_s), fmt(median(@fencing_s)), fmt(@fencing_s ? max(@fencing_s) : undef),
 		scalar(@fencing_s), fmt($closest), scalar(@s), scalar(samples('sjc')), scalar(samples('ams')),
-		scalar(@ts) + scalar(@ta), scalar(@both), scalar(@starts), scalar(@st_sjc), scalar(@st_ams),
+		scalar(@ts) + scalar(@ta), scalar(keys %both_samples), scalar(@both), scalar(@starts), scalar(@st_sjc), scalar(@st_ams),
 		$refused, scalar(keys %at_once), scalar(keys %expected), $figure{rows_lost},
 		$figure{rows_duplicated}, $figure{meetings_lost} // 0, $have_witness ? 'added' : 'NONE (gsb.add_witness failed)'));
 done_testing();
