@@ -69,16 +69,20 @@ struct LocalState {
     std::string peer;
     std::string conninfo; // empty: no peer
     std::string term, active, mode, automatic;
+    std::string witness, witness_conninfo; // empty: no witness
 };
 
 LocalState ReadLocal() {
     LocalState st;
-    auto rows = RunStatement("SELECT s.name, coalesce(p.conninfo, ''), st.term::text, "
-                             "coalesce(st.active_site, ''), st.mode, st.automatic::text, "
-                             "coalesce(p.name, '') FROM gsb.site s CROSS JOIN gsb.site_state st "
-                             "LEFT JOIN LATERAL (SELECT name, conninfo FROM gsb.peers "
-                             "WHERE role IN ('primary', 'backup') AND role <> s.role ORDER BY name "
-                             "LIMIT 1) p ON true");
+    auto rows =
+        RunStatement("SELECT s.name, coalesce(p.conninfo, ''), st.term::text, "
+                     "coalesce(st.active_site, ''), st.mode, st.automatic::text, "
+                     "coalesce(p.name, ''), coalesce(w.name, ''), "
+                     "coalesce(w.conninfo, '') FROM gsb.site s CROSS JOIN gsb.site_state st "
+                     "LEFT JOIN gsb.witness w ON s.role <> 'witness' "
+                     "LEFT JOIN LATERAL (SELECT name, conninfo FROM gsb.peers "
+                     "WHERE role IN ('primary', 'backup') AND role <> s.role ORDER BY name "
+                     "LIMIT 1) p ON true");
     if (rows.size() != 1)
         return st;
     const SqlRow &row = rows[0];
@@ -90,6 +94,8 @@ LocalState ReadLocal() {
     st.mode = row[4].value_or("normal");
     st.automatic = row[5].value_or("false");
     st.peer = row[6].value_or("");
+    st.witness = row[7].value_or("");
+    st.witness_conninfo = row[8].value_or("");
     return st;
 }
 
@@ -105,6 +111,156 @@ void Publish(bool reachable, TimestampTz heartbeat_at, const std::string &error,
         if (heartbeat_at != 0)
             s->last_heartbeat_at = heartbeat_at;
         strlcpy(s->monitor_error, err, kErrorLen);
+        LWLockRelease(s->lock);
+    });
+}
+
+// The witness's answer to gsb._witness_ping (see src/sql/38_witness.sql).
+struct WitnessAnswer {
+    bool ok = false;
+    int64 sent_us = 0; // when the ping was sent (monotonic)
+    std::string term, active, mode, automatic;
+    long long peer_term = 0; // what the witness last heard from our peer
+    long long peer_silent_ms = 0;
+    long long peer_timeout_ms = 0;
+};
+
+// The witness's deadline: short, so that a witness that does not answer
+// costs a tick little, and a third of the lease at most.
+long WitnessDeadlineMs() {
+    return std::max(200L, std::min(LeaseMs() / 3, 2000L));
+}
+
+WitnessAnswer PingWitness(std::unique_ptr<PeerConnection> &conn, std::string &conn_info,
+                          const LocalState &st, std::string &error) {
+    WitnessAnswer a;
+    a.sent_us = MonotonicNowUs();
+    try {
+        long wait_ms = WitnessDeadlineMs();
+        TimestampTz deadline =
+            PgCall([&] { return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms); });
+        if (conn && conn_info != st.witness_conninfo)
+            conn.reset();
+        if (!conn) {
+            std::string app = "gsb_monitor_" + st.site;
+            PeerTimeouts timeouts;
+            timeouts.connect_ms = wait_ms;
+            timeouts.query_ms = wait_ms;
+            timeouts.link_ms = std::max(1000L, LeaseMs());
+            timeouts.setting = "the witness deadline (a third of the lease)";
+            conn = std::make_unique<PeerConnection>(st.witness_conninfo, PeerConnection::Kind::kSql,
+                                                    app.c_str(), timeouts, st.witness);
+            conn_info = st.witness_conninfo;
+        }
+        std::string timeout = std::to_string(SilenceMs());
+        const char *params[7] = {st.site.c_str(), st.peer.c_str(),
+                                 st.term.c_str(), st.active.empty() ? nullptr : st.active.c_str(),
+                                 st.mode.c_str(), st.automatic.c_str(),
+                                 timeout.c_str()};
+        PgResult r = conn->ExecBy(
+            deadline, "witness ping",
+            "SELECT w[3], w[4], w[5], w[6], w[7], w[8], w[9] FROM gsb._witness_ping($1, "
+            "$2, $3::pg_catalog.int8, $4, $5, $6::pg_catalog.bool, "
+            "$7::pg_catalog.int8) w",
+            7, params);
+        if (r.Rows() != 1)
+            throw Error(ERRCODE_PROTOCOL_VIOLATION, "the witness answered no row");
+        a.term = r.Get(0, 0);
+        a.active = r.Get(0, 1);
+        a.mode = r.Get(0, 2);
+        a.automatic = r.Get(0, 3);
+        a.peer_term = std::atoll(r.Get(0, 4));
+        a.peer_silent_ms = std::atoll(r.Get(0, 5));
+        a.peer_timeout_ms = std::atoll(r.Get(0, 6));
+        a.ok = true;
+    } catch (const Error &e) {
+        error = std::string("witness: ") + e.what();
+        conn.reset();
+    }
+    return a;
+}
+
+// After a tick with a witness: renews the lease from the answers that agree
+// that this site is active at its term, and records fenced / unfenced.
+// `peer_term`/`peer_active`: the peer's view in its heartbeat answer (empty:
+// no answer); `peer_silent`: this site has not heard from the peer for the
+// failover timeout.
+void KeepLease(const LocalState &st, const WitnessAnswer &w, int64 peer_sent_us,
+               const std::string &peer_term, const std::string &peer_active, bool peer_silent) {
+    bool mine = !st.active.empty() && st.active == st.site;
+    long long term = std::atoll(st.term.c_str());
+    bool peer_ok = mine && !peer_term.empty() && peer_term == st.term && peer_active == st.site;
+    bool witness_ok = mine && w.ok && w.term == st.term && w.active == st.site;
+    // The other site holds no lease for an older term: it agrees (it has
+    // this term), or it has told the witness this term, or neither the
+    // witness nor this site has heard from it for its failover timeout.
+    bool evidence =
+        peer_ok ||
+        (witness_ok && (w.peer_term >= term ||
+                        (peer_silent &&
+                         w.peer_silent_ms >= std::max<long long>(w.peer_timeout_ms, SilenceMs()))));
+    if (peer_ok)
+        LeaseRenew(term, peer_sent_us, LeaseMs(), evidence);
+    if (witness_ok)
+        LeaseRenew(term, w.sent_us, LeaseMs(), evidence);
+
+    int64 now = MonotonicNowUs();
+    bool fence = false, unfence = false, serving = false;
+    PgCall([&] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        bool live = mine && s->lease_held && s->lease_term == term && now < s->lease_until_us;
+        serving = live && s->lease_from_us <= now;
+        bool had = mine && s->lease_held && s->lease_term == term;
+        bool was_fenced = s->fenced;
+        fence = mine && had && !live && !was_fenced;
+        // Unfenced once it serves again, or has heard that another site is.
+        unfence = was_fenced && (serving || (!mine && (w.ok || !peer_term.empty())));
+        if (fence)
+            s->fenced = true;
+        if (unfence)
+            s->fenced = false;
+        if (serving) {
+            s->active_seen_us = now;
+            s->active_seen_at = GetCurrentTimestamp();
+        }
+        LWLockRelease(s->lock);
+    });
+    if (fence || unfence) {
+        std::string detail =
+            fence ? "no answer that renews the lease from peer " + st.peer + " or witness " +
+                        st.witness + " for " + std::to_string(LeaseMs()) + " ms"
+                  : (serving ? "lease renewed at term " + st.term
+                             : "this site is no longer the active site (term " + st.term + ")");
+        RunStatement("SELECT gsb._record_fence($1, $2)",
+                     {{BOOLOID, std::string(fence ? "true" : "false")}, {TEXTOID, detail}}, false);
+    }
+}
+
+// Without a witness: the last tick at which this site was active by its
+// view (split-brain detection, gsb._check_split_brain).
+void NoteActiveByView(const LocalState &st) {
+    if (st.active.empty() || st.active != st.site)
+        return;
+    PgCall([] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        if (s->state_confirmed) {
+            s->active_seen_us = MonotonicNowUs();
+            s->active_seen_at = GetCurrentTimestamp();
+        }
+        LWLockRelease(s->lock);
+    });
+}
+
+void PublishWitness(const WitnessAnswer &w, const std::string &error) {
+    PgCall([&] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_EXCLUSIVE);
+        s->witness_reachable = w.ok;
+        if (w.ok)
+            s->witness_answer_at = GetCurrentTimestamp();
+        strlcpy(s->witness_error, w.ok ? "" : error.c_str(), kErrorLen);
         LWLockRelease(s->lock);
     });
 }
@@ -236,8 +392,8 @@ void Run() {
         before_shmem_exit(ClearMonitorOnExit, 0);
         SetConfigOption("search_path", "", PGC_SUSET, PGC_S_OVERRIDE);
     });
-    std::unique_ptr<PeerConnection> conn;
-    std::string conn_info;
+    std::unique_ptr<PeerConnection> conn, wconn;
+    std::string conn_info, wconn_info;
     TimestampTz started = PgCall([] { return GetCurrentTimestamp(); });
     TimestampTz reachable_since = 0, unreachable_since = started;
     bool was_reachable = true;
@@ -251,6 +407,19 @@ void Run() {
             if (st.ready && !st.conninfo.empty()) {
                 bool reachable = false;
                 std::vector<std::string> peer;
+                std::string peer_term, peer_active;
+                // With a witness, it is asked first: its answer renews the
+                // lease even when the peer's heartbeat then waits out its
+                // deadline.
+                bool has_witness = !st.witness_conninfo.empty();
+                WitnessAnswer witness;
+                std::string witness_error;
+                if (has_witness) {
+                    witness = PingWitness(wconn, wconn_info, st, witness_error);
+                    PublishWitness(witness, witness_error);
+                } else if (wconn) {
+                    wconn.reset();
+                }
                 // How long the peer may stay silent, and the deadline of this
                 // heartbeat: that silence for a peer that answered last time;
                 // a heartbeat interval (a second at least) for one found
@@ -259,10 +428,15 @@ void Run() {
                                       ? guc_failover_timeout_ms
                                       : std::max(10000L, 2L * guc_heartbeat_interval_ms);
                 TimestampTz before = PgCall([] { return GetCurrentTimestamp(); });
-                TimestampTz deadline = TimestampTzPlusMilliseconds(
-                    before, was_reachable
-                                ? silence_ms
-                                : std::max(1000L, static_cast<long>(guc_heartbeat_interval_ms)));
+                int64 before_us = MonotonicNowUs();
+                long wait_ms = was_reachable
+                                   ? silence_ms
+                                   : std::max(1000L, static_cast<long>(guc_heartbeat_interval_ms));
+                // With a witness a tick must not wait on the peer for longer
+                // than a third of the lease: the lease is renewed once a tick.
+                if (has_witness)
+                    wait_ms = std::min(wait_ms, std::max(300L, LeaseMs() / 3));
+                TimestampTz deadline = TimestampTzPlusMilliseconds(before, wait_ms);
                 try {
                     if (conn && conn_info != st.conninfo)
                         conn.reset();
@@ -283,14 +457,16 @@ void Run() {
                     const char *params[5] = {st.site.c_str(), st.term.c_str(),
                                              st.active.empty() ? nullptr : st.active.c_str(),
                                              st.mode.c_str(), st.automatic.c_str()};
-                    PgResult r =
-                        conn->ExecBy(deadline, "heartbeat",
-                                     "SELECT gsb._heartbeat($1, $2::pg_catalog.int8, $3, $4, "
-                                     "$5::pg_catalog.bool)",
-                                     5, params);
+                    PgResult r = conn->ExecBy(deadline, "heartbeat",
+                                              "SELECT h, h[3], h[4] FROM gsb._heartbeat($1, "
+                                              "$2::pg_catalog.int8, $3, $4, $5::pg_catalog.bool) h",
+                                              5, params);
                     reachable = true;
-                    if (r.Rows() == 1 && !r.IsNull(0, 0))
+                    if (r.Rows() == 1 && !r.IsNull(0, 0)) {
                         peer.emplace_back(r.Get(0, 0));
+                        peer_term = r.Get(0, 1);
+                        peer_active = r.Get(0, 2);
+                    }
                 } catch (const Error &e) {
                     // Only a connection that cannot be had counts as down; a
                     // peer that answers with an error is up but unhealthy.
@@ -318,6 +494,21 @@ void Run() {
                 was_reachable = reachable;
                 long unreachable_ms =
                     reachable ? 0 : TimestampDifferenceMilliseconds(unreachable_since, now);
+                // With a witness, silence is counted from the last sign of
+                // the peer either way: its own heartbeat may reach this site
+                // (and renew its lease) while ours do not reach it.
+                if (has_witness && !reachable) {
+                    int64 heard_us = PgCall([] {
+                        SharedState *s = Shared();
+                        LWLockAcquire(s->lock, LW_SHARED);
+                        int64 v = s->peer_heard_us;
+                        LWLockRelease(s->lock);
+                        return v;
+                    });
+                    if (heard_us != 0)
+                        unreachable_ms =
+                            std::min<long>(unreachable_ms, (MonotonicNowUs() - heard_us) / 1000);
+                }
                 long reachable_ms =
                     reachable ? TimestampDifferenceMilliseconds(reachable_since, now) : 0;
                 long alone_after =
@@ -332,8 +523,21 @@ void Run() {
                      peer.empty() ? std::nullopt : std::optional<std::string>(peer[0])}};
                 // A peer just found unreachable is not waited for again in
                 // this tick (telling it of a failover, say): the tick must
-                // not stall on it.
-                peer_query_cap_ms = reachable ? 0 : 100;
+                // not stall on it. With a witness, the cap is
+                // the witness's deadline: the vote goes through
+                // gsb._peer_query too, and must not fail for want of time.
+                peer_query_cap_ms = reachable ? 0 : (has_witness ? WitnessDeadlineMs() : 100);
+                // A newer view that the witness holds (a term it granted)
+                // is taken first; only a higher term counts.
+                if (witness.ok && !witness.active.empty() &&
+                    std::atoll(witness.term.c_str()) > std::atoll(st.term.c_str()))
+                    RunStatement("SELECT gsb._adopt_state($1::pg_catalog.int8, $2, $3, "
+                                 "$4::pg_catalog.bool, 'witness')",
+                                 {{TEXTOID, witness.term},
+                                  {TEXTOID, witness.active},
+                                  {TEXTOID, witness.mode},
+                                  {TEXTOID, witness.automatic}},
+                                 false);
                 auto rows = RunStatement("SELECT gsb._monitor_tick($1, $2, $3, $4)", args, false);
                 std::optional<std::string> action;
                 if (rows.size() == 1)
@@ -342,12 +546,19 @@ void Run() {
                 // to matter): this site may now claim what its state says.
                 if (reachable || unreachable_ms >= alone_after)
                     Publish(reachable, 0, error, true);
+                LocalState after = ReadLocal();
+                if (has_witness && after.ready)
+                    KeepLease(after, witness, before_us, peer_term, peer_active,
+                              !reachable && unreachable_ms >= SilenceMs());
+                else if (after.ready)
+                    NoteActiveByView(after);
                 if (action && !action->empty()) {
                     const char *a = action->c_str();
                     PgCall([&] { ereport(LOG, (errmsg("gsb site monitor: %s", a))); });
                 }
             } else {
                 conn.reset();
+                wconn.reset();
                 Publish(false, 0, st.ready ? "no peer" : "site not initialised", st.ready);
             }
             TimestampTz now = PgCall([] { return GetCurrentTimestamp(); });

@@ -8,13 +8,15 @@
 # start installs missing packages (deps.sh; as another user than root it
 # prints the apt-get command and stops), builds gsb, installs it into a private
 # copy of PostgreSQL in $GSB_TOUR_DIR/pg (the system's is not written), creates
-# two clusters under $GSB_TOUR_DIR (default /tmp/gsb-tour): `primary` (site sjc,
-# port 5441, HTTP endpoint 8441) and `backup` (site ams, port 5442, endpoint
-# 8442), with gsb's settings, sockets and logs in that directory, listening on
-# loopback only, and HAProxy on 127.0.0.1:5440 in front of them. The tour: the
-# sites become peers, take writes on both sides, the primary fails (immediate
-# stop), clients reach the backup through the same address, a meeting moves
-# over, the primary returns and fails back, and usage is merged on both sites.
+# three clusters under $GSB_TOUR_DIR (default /tmp/gsb-tour): `primary` (site
+# sjc, port 5441, HTTP endpoint 8441), `backup` (site ams, port 5442, endpoint
+# 8442) and a small `witness` (site wit, port 5443, no data, it only votes),
+# with gsb's settings, sockets and logs in that directory, listening on
+# loopback only, and HAProxy on 127.0.0.1:5440 in front of the data sites. The
+# tour: the sites become peers and take the witness, take writes on both
+# sides, the primary fails (immediate stop), the witness agrees and clients
+# reach the backup through the same address, a meeting moves over, the
+# primary returns and fails back, and usage is merged on both sites.
 # Running it again stops the old clusters and starts afresh.
 # The clusters stay up when the script ends. As root, they run as the user
 # postgres.
@@ -38,6 +40,7 @@ export GSB_HOME=$state
 
 gsb_site_define sjc primary 5441 "$state/primary" "$state/primary.log"
 gsb_site_define ams backup 5442 "$state/backup" "$state/backup.log"
+gsb_site_define wit witness 5443 "$state/witness" "$state/witness.log"
 
 # ---------------------------------------------------------------------------
 # The tour itself: what a visitor sees once both sites are up and initialised.
@@ -77,7 +80,7 @@ start_haproxy() {
 tour_steps() {
 	tour_heading "Both sites know who they are"
 	local site
-	for site in sjc ams; do
+	for site in sjc ams wit; do
 		gsb_site_sql "$site" "SELECT gsb.site_name(), gsb.site_role();"
 	done
 
@@ -92,6 +95,16 @@ tour_steps() {
 	gsb_site_wait ams "SELECT state = 'streaming' FROM gsb.status WHERE peer = 'sjc'"
 	for site in sjc ams; do
 		gsb_site_sql "$site" "SELECT id, id % 16 AS born_on_site, email, name FROM gsb.accounts ORDER BY id;"
+	done
+
+	tour_heading "A witness on a third cluster: exactly one active site, whatever is cut"
+	gsb_site_sql sjc "SELECT gsb.add_witness('wit', '$(gsb_site_conninfo wit)');"
+	gsb_site_sql ams "SELECT gsb.add_witness('wit', '$(gsb_site_conninfo wit)');"
+	gsb_site_wait sjc "SELECT witness_reachable FROM gsb.status"
+	gsb_site_wait ams "SELECT witness_reachable FROM gsb.status"
+	gsb_site_wait sjc "SELECT gsb.is_active()"
+	for site in sjc ams; do
+		gsb_site_sql "$site" "SELECT peer, active_site, witness, witness_reachable, warning, gsb.is_active() FROM gsb.status;"
 	done
 
 	tour_heading "Writes on both sites at once arrive on the other"
@@ -129,8 +142,9 @@ tour_steps() {
 	local t0=$SECONDS
 	gsb_site_stop sjc immediate
 	gsb_site_wait ams "SELECT gsb.detect_backup() = 'Backup'" 60
-	echo "ams took over after about $((SECONDS - t0)) s (gsb.failover_timeout = 3s)"
+	echo "ams took over after about $((SECONDS - t0)) s (gsb.failover_timeout = 3s), with the witness's vote"
 	gsb_site_sql ams "SELECT from_site, to_site, reason, detail FROM gsb.site_events ORDER BY at;"
+	gsb_site_sql wit "SELECT term, active_site, requested_by, reason FROM gsb.witness_terms ORDER BY term;"
 	proxy_wait_for ams
 	proxy_sql "SELECT gsb.site_name(), gsb.detect_backup();"
 
@@ -236,10 +250,10 @@ tour_start() {
 	for site in "${GSB_SITES[@]}"; do
 		gsb_say "site $site (${GSB_SITE_ROLE[$site]}): initdb, start on port ${GSB_SITE_PORT[$site]}"
 		gsb_site_init "$site" || gsb_die "initdb failed for $site"
-		# A quick tour: heartbeats twice a second, failover after 3 s, failback
+		# A quick tour (the witness serves no HTTP): heartbeats twice a second, failover after 3 s, failback
 		# by hand, and the HTTP endpoint for HAProxy.
 		printf '%s\n' "gsb.heartbeat_interval = '500ms'" "gsb.failover_timeout = '3s'" \
-			"gsb.failback_delay = -1" "gsb.http_port = ${HTTP_PORT[$site]}" |
+			"gsb.failback_delay = -1" "gsb.http_port = ${HTTP_PORT[$site]:-0}" |
 			gsb_as tee -a "${GSB_SITE_DIR[$site]}/postgresql.conf" >/dev/null
 		gsb_site_start "$site" || gsb_die "could not start $site"
 		gsb_site_psql "$site" -q -c "CREATE EXTENSION gsb;" ||
@@ -257,10 +271,11 @@ tour_start() {
 	[[ $GSB_RUN_AS == postgres ]] && who="runuser -u postgres -- "
 	cat <<-EOF
 
-		Both sites are running (server logs: $state/*.log), and HAProxy in front of them. Connect with
+		Both sites and the witness are running (server logs: $state/*.log), and HAProxy in front of the sites. Connect with
 		    ${who}psql -h 127.0.0.1 -p $PROXY_PORT -U postgres postgres   # the active site, through HAProxy
 		    ${who}psql -h $state -p 5441 -U postgres postgres    # sjc, primary
 		    ${who}psql -h $state -p 5442 -U postgres postgres    # ams, backup
+		    ${who}psql -h $state -p 5443 -U postgres postgres    # wit, the witness
 		Stop them with
 		    $(stop_command)
 	EOF

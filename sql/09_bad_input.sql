@@ -90,6 +90,20 @@ SELECT bad($q$SELECT gsb._begin_maintenance(false)$q$);
 SELECT bad($q$SELECT gsb._switch('sjc', 'manual failover', NULL, 'failed_over')$q$);
 SELECT bad($q$SELECT gsb._heartbeat('ams', 1, 'ams', 'failed_over', false)$q$);
 SELECT bad($q$SELECT gsb._monitor_tick(false, 0, 0, NULL)$q$);
+-- The witness, the vote and the lease, before init.
+SELECT bad($q$SELECT gsb.add_witness('wit', 'host=127.0.0.1 port=1 connect_timeout=1')$q$);
+SELECT bad($q$SELECT gsb.drop_witness('wit')$q$);
+SELECT bad($q$SELECT count(*) FROM gsb._witness_status()$q$);
+SELECT bad($q$SELECT gsb._lease_live(0)$q$);
+SELECT bad($q$SELECT gsb._lease_ms() > 0$q$);
+SELECT bad($q$SELECT gsb._peer_heard()$q$);
+SELECT bad($q$SELECT (gsb._active_seen()).recent$q$);
+SELECT bad($q$SELECT gsb._require_witness()$q$);
+SELECT bad($q$SELECT gsb._witness_ping('sjc', 'ams', 0, 'sjc', 'normal', false, 2000)$q$);
+SELECT bad($q$SELECT gsb._witness_grant('ams', 1, 'ams', 'failed_over', true, 'automatic failover', 'sjc', 2000)$q$);
+SELECT bad($q$SELECT gsb._witness_claim(1, 'ams', 'failed_over', true, 'automatic failover', 'sjc')$q$);
+SELECT bad($q$SELECT gsb._record_fence(true, 'test')$q$);
+SELECT bad($q$SELECT gsb._check_split_brain(NULL, 1, 'ams')$q$);
 
 ------------------------------------------------------------------------------
 -- gsb.init_site(site_name, role)
@@ -265,6 +279,16 @@ SELECT bad($q$SELECT gsb.drop_peer('')$q$);
 SELECT bad($q$SELECT gsb.drop_peer('AMS')$q$);
 SELECT bad($q$SELECT gsb.drop_peer('ams')$q$);
 SELECT bad($q$SELECT gsb.drop_peer('sjc')$q$);
+SELECT bad($q$SELECT gsb.add_witness(NULL, 'host=127.0.0.1 port=1 connect_timeout=1')$q$);
+SELECT bad($q$SELECT gsb.add_witness('wit', NULL)$q$);
+SELECT bad($q$SELECT gsb.add_witness('wit', '')$q$);
+SELECT bad($q$SELECT gsb.add_witness('Wit', 'host=127.0.0.1 port=1 connect_timeout=1')$q$);
+SELECT bad($q$SELECT gsb.add_witness('sjc', 'host=127.0.0.1 port=1 connect_timeout=1')$q$);
+SELECT bad($q$SELECT gsb.add_witness('wit', 'host=127.0.0.1 port=1 connect_timeout=1')$q$);
+SELECT bad($q$SELECT gsb.add_witness('wit', 'garbage')$q$);
+SELECT bad($q$SELECT gsb.drop_witness(NULL)$q$);
+SELECT bad($q$SELECT gsb.drop_witness('')$q$);
+SELECT bad($q$SELECT gsb.drop_witness('wit')$q$);
 
 SELECT bad($q$SELECT gsb.wait_for_peer(NULL)$q$);
 SELECT bad($q$SELECT gsb.wait_for_peer('-1 s')$q$);
@@ -386,6 +410,19 @@ SELECT bad($q$SELECT gsb._monitor_tick(NULL, NULL, NULL, NULL)$q$);
 SELECT bad($q$SELECT gsb._monitor_tick(true, 0, 0, '{}')$q$);
 SELECT bad($q$SELECT gsb._monitor_tick(true, 0, 0, '{ams,backup,x,y,z,w}')$q$);
 SELECT bad($q$SELECT gsb._newer_view(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._lease_live(NULL)$q$);
+SELECT bad($q$SELECT gsb._witness_heard(NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT count(*) >= 1 FROM gsb._witness_clients()$q$);
+SELECT bad($q$SELECT (gsb._witness_silence(NULL)).silent_ms >= 0$q$);
+SELECT bad($q$SELECT gsb._witness_take(NULL, NULL, NULL, NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._witness_ping(NULL, NULL, NULL, NULL, NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._witness_grant(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._witness_claim(NULL, NULL, NULL, NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._record_fence(NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._set_fence_trigger(NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._check_split_brain(NULL, NULL, NULL)$q$);
+SELECT bad($q$SELECT gsb._fence_writes()$q$);
+SELECT bad($q$SELECT gsb._tables_fence()$q$);
 SELECT bad($q$SELECT gsb._site_transition(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                                           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$q$);
 SELECT bad($q$SELECT gsb._site_transition('backup', 'nyc', 'ams', 'nyc', 1, 'ams', 'normal', false,

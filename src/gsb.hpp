@@ -23,6 +23,8 @@ extern char *guc_http_status_token;
 extern int guc_conflict_retention_s;
 extern int guc_site_events_retention_s;
 extern bool guc_record_conflicts;
+// Client writes to realtime tables on a site that is not active are refused.
+extern bool guc_fence_writes;
 
 // True when `point` is named in gsb.fault_injection (a test hook; superuser).
 // Only the test build (GSB_TEST_HOOKS) has the setting; in the default build

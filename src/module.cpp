@@ -40,6 +40,7 @@ char *guc_http_status_token = nullptr;
 int guc_conflict_retention_s = 7 * 86400;
 int guc_site_events_retention_s = 90 * 86400;
 bool guc_record_conflicts = true;
+bool guc_fence_writes = false;
 
 #ifdef GSB_TEST_HOOKS
 bool FaultInjected(const char *point) {
@@ -137,6 +138,14 @@ void DefineGucs() {
                              "Off: conflicts are decided the same way, but neither written to "
                              "gsb.conflicts nor logged.",
                              &guc_record_conflicts, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    // Server-wide (SIGHUP), not per session: a client must not be able to
+    // turn it off for itself.
+    DefineCustomBoolVariable("gsb.fence_writes",
+                             "Refuse client writes to realtime tables on a site that is not the "
+                             "active site (or is fenced).",
+                             "SQLSTATE 25006, with a hint naming the active site; gsb's own "
+                             "workers are unaffected.",
+                             &guc_fence_writes, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 #ifdef GSB_TEST_HOOKS
     DefineCustomStringVariable(
         "gsb.fault_injection", "Comma-separated fault points to trigger (tests only).", nullptr,

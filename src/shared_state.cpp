@@ -7,6 +7,8 @@ extern "C" {
 #include "storage/shmem.h"
 }
 
+#include <ctime>
+
 #include "shared_state.hpp"
 
 namespace gsb {
@@ -33,6 +35,7 @@ void ShmemStartup() {
     if (!found) {
         memset(shared, 0, sizeof(SharedState));
         shared->lock = &(GetNamedLWLockTranche("gsb"))->lock;
+        shared->started_us = MonotonicNowUs();
     }
     LWLockRelease(AddinShmemInitLock);
 }
@@ -91,6 +94,29 @@ PeerSlot *FindPeerSlot(SharedState *s, const char *name, bool create) {
     strlcpy(free_slot->name, name, NAMEDATALEN);
     free_slot->state = PeerState::kDown;
     return free_slot;
+}
+
+int64 MonotonicNowUs() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+void LeaseRenew(int64 term, int64 sent_us, int64 lease_ms, bool evidence) {
+    if (!SharedStateAvailable() || term < 0)
+        return;
+    int64 until = sent_us + lease_ms * 1000;
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    if (shared->lease_held && shared->lease_term == term) {
+        if (until > shared->lease_until_us)
+            shared->lease_until_us = until;
+    } else if (evidence && (!shared->lease_held || term > shared->lease_term)) {
+        shared->lease_held = true;
+        shared->lease_term = term;
+        shared->lease_from_us = MonotonicNowUs() + kHandoverGapUs;
+        shared->lease_until_us = until;
+    }
+    LWLockRelease(shared->lock);
 }
 
 void WakeSupervisor() {

@@ -50,6 +50,17 @@ struct PeerSlot {
     TimestampTz backoff_until; // no attempt before this; 0: none pending
 };
 
+inline constexpr int kMaxWitnessClients = 4;
+
+// What a witness last heard from one data site (gsb._witness_ping).
+struct WitnessClient {
+    bool in_use;
+    char name[NAMEDATALEN];
+    int64 heard_us;   // monotonic, on the witness
+    int64 term;       // the site's term then
+    int64 timeout_ms; // its gsb.failover_timeout then
+};
+
 struct SharedState {
     LWLock *lock;
     Latch *supervisor_latch;
@@ -65,6 +76,34 @@ struct SharedState {
     // restart its stored view may be stale.
     bool state_confirmed;
     PeerSlot peers[kMaxPeers];
+
+    // --- One active site (witness.cpp). Times ending in _us are
+    // CLOCK_MONOTONIC microseconds (MonotonicNowUs): a lease must not move
+    // with the wall clock, and the clock runs on while a process is stopped.
+    //
+    // On a data site with a witness: this site may answer that it is active
+    // at term lease_term while lease_from_us <= now < lease_until_us. Set by
+    // the site monitor (and by the peer's heartbeats, LeaseRenew); read by
+    // gsb.is_active(). Zero after a restart: a site serves only once it has
+    // heard a current view.
+    bool lease_held;
+    int64 lease_term;
+    int64 lease_from_us;
+    int64 lease_until_us;
+    bool fenced;         // lost its lease while the active site (until it is back)
+    int64 peer_heard_us; // the peer's last heartbeat received here
+    bool witness_reachable;
+    TimestampTz witness_answer_at; // the witness's last answer (wall clock)
+    char witness_error[kErrorLen];
+    // The last monitor tick at which this site was the active site (without
+    // a witness: by its view), for split-brain detection.
+    int64 active_seen_us;
+    TimestampTz active_seen_at;
+
+    // On a witness: when the server started, and what it last heard from
+    // each data site.
+    int64 started_us;
+    WitnessClient witness_clients[kMaxWitnessClients];
 };
 
 // Called from _PG_init: asks the postmaster for the memory and the lock.
@@ -80,5 +119,27 @@ PeerSlot *FindPeerSlot(SharedState *s, const char *name, bool create);
 
 // Wakes the supervisor so it looks at gsb.peers now.
 void WakeSupervisor();
+
+// CLOCK_MONOTONIC in microseconds: the clock of leases and silences.
+int64 MonotonicNowUs();
+
+// Renews this site's lease for `term` as of `sent_us` (the send time of a
+// request that was answered, or the receipt time of a request from the
+// peer). `evidence`: the other site is known not to hold a lease for an older
+// term (it has taken this term, or has been silent for longer than its own
+// lease), so a lease for a new term may start; it starts kHandoverGapUs from
+// now. Without evidence only a lease already held for `term` is extended.
+// Takes the lock.
+void LeaseRenew(int64 term, int64 sent_us, int64 lease_ms, bool evidence);
+
+// gsb.failover_timeout (when 0: 10 s or two heartbeats): how long a site
+// must be silent before the other may take over; and the lease, shorter than
+// that by 0.5 s and a margin (witness.cpp, README "One active site").
+long SilenceMs();
+long LeaseMs();
+
+// A handed-over lease starts this long after the evidence that the previous
+// holder stopped: the contract's 0.5 s, plus a little for scheduling.
+inline constexpr int64 kHandoverGapUs = 600 * 1000;
 
 } // namespace gsb

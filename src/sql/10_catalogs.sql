@@ -8,7 +8,7 @@
 CREATE TABLE gsb.site (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     name text NOT NULL,
-    role text NOT NULL CHECK (role IN ('primary', 'backup')),
+    role text NOT NULL CHECK (role IN ('primary', 'backup', 'witness')),
     site_id int NOT NULL CHECK (site_id BETWEEN 1 AND 15),
     created_at timestamptz NOT NULL DEFAULT now()
 ) WITH (user_catalog_table = true);

@@ -31,12 +31,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A site name is 1 to 40 lower-case letters, digits or underscores, starting with a letter (it names replication slots and origins).';
     END IF;
-    IF role IS NULL OR role NOT IN ('primary', 'backup') THEN
+    IF role IS NULL OR role NOT IN ('primary', 'backup', 'witness') THEN
         RAISE EXCEPTION 'invalid site role: %', coalesce(quote_literal(role), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The role is ''primary'' or ''backup''.';
+                  HINT = 'The role is ''primary'', ''backup'' or ''witness''.';
     END IF;
-    PERFORM gsb._require_logical_wal();
+    IF role <> 'witness' THEN
+        PERFORM gsb._require_logical_wal();  -- a witness decodes nothing
+    END IF;
     SELECT * INTO cur FROM gsb.site FOR UPDATE;
     IF FOUND THEN
         IF cur.name = site_name AND cur.role = role THEN
@@ -47,9 +49,11 @@ BEGIN
                   HINT = 'A site keeps its name and role: its peers know it by them. Drop and recreate the extension to start over.';
     END IF;
     INSERT INTO gsb.site (name, role, site_id)
-    VALUES (site_name, role, CASE role WHEN 'primary' THEN 1 ELSE 2 END);
+    VALUES (site_name, role, CASE role WHEN 'primary' THEN 1 WHEN 'backup' THEN 2 ELSE 3 END);
     -- The primary serves until something says otherwise; a backup learns the
-    -- primary's name from gsb.add_peer.
+    -- primary's name from gsb.add_peer. A witness holds no data and serves
+    -- no one: it only votes (src/sql/38_witness.sql), and its site_state is
+    -- the newest view the data sites have told it.
     UPDATE gsb.site_state
        SET active_site = CASE role WHEN 'primary' THEN site_name END, changed_at = now();
 END

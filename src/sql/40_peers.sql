@@ -98,11 +98,22 @@ CREATE VIEW gsb.status AS
            st.last_config_sync,
            m.peer_reachable,
            m.last_heartbeat_at,
-           m.last_monitor_error
+           m.last_monitor_error,
+           -- the witness (NULL: none) and whether its last ping was answered
+           wi.name AS witness,
+           CASE WHEN wi.name IS NOT NULL THEN coalesce(ws.reachable, false) END AS witness_reachable,
+           CASE WHEN wi.name IS NULL
+                THEN 'no witness: a cut link between the sites can leave both sites active '
+                     '(split brain); add one with gsb.add_witness()'
+                WHEN ws.fenced
+                THEN 'fenced: this site reaches neither its peer nor the witness'
+           END AS warning
       FROM gsb.peers p
       LEFT JOIN gsb._worker_status() w ON w.peer = p.name
       CROSS JOIN gsb.site_state st
-      LEFT JOIN gsb._monitor_status() m ON true;
+      LEFT JOIN gsb._monitor_status() m ON true
+      LEFT JOIN gsb.witness wi ON true
+      LEFT JOIN gsb._witness_status() ws ON true;
 
 CREATE FUNCTION gsb._check_peer_name(site_name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -226,6 +237,11 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'On the peer: SELECT gsb.init_site(name, role).';
     END;
+    IF facts[2] = 'witness' OR me.role = 'witness' THEN
+        RAISE EXCEPTION '% is a witness, not a data site', CASE WHEN me.role = 'witness' THEN 'this site' ELSE 'the peer' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A witness replicates nothing: add it on each data site with gsb.add_witness().';
+    END IF;
     IF facts[1] IS DISTINCT FROM site_name THEN
         RAISE EXCEPTION 'the peer at that address is site %, not %', facts[1], site_name
             USING ERRCODE = 'invalid_parameter_value',

@@ -12,7 +12,7 @@ CREATE TABLE gsb.site_events (
     to_site text,
     reason text NOT NULL CHECK (reason IN ('automatic failover', 'manual failover', 'failback',
                                            'maintenance start', 'maintenance end',
-                                           'late arrival')),
+                                           'late arrival', 'split brain', 'fenced', 'unfenced')),
     detail text,
     term bigint
 );
@@ -45,13 +45,20 @@ $$;
 CREATE FUNCTION gsb._state_confirmed() RETURNS boolean
     LANGUAGE c AS 'MODULE_PATHNAME', 'gsb_state_confirmed';
 
--- After a restart a site does not claim to be active until its monitor has
--- heard the peer's view (a site that was failed over must not serve for a
--- moment on its stale view), or the peer has been gone too long to matter.
+-- With a witness: this site is active only while it holds a live lease for
+-- its current term (shared memory, monotonic clock, set by the site monitor;
+-- none after a restart until a current view has been heard); see the README,
+-- "One active site". Without one: after a restart a site does not claim to
+-- be active until its monitor has heard the peer's view (a site that was
+-- failed over must not serve for a moment on its stale view), or the peer has
+-- been gone too long to matter.
 CREATE FUNCTION gsb.is_active() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT gsb.active_site() = gsb.site_name()
-       AND (gsb._state_confirmed() OR NOT EXISTS (SELECT 1 FROM gsb.peers))
+    SELECT (SELECT s.role FROM gsb.site s) <> 'witness'
+       AND gsb.active_site() = gsb.site_name()
+       AND CASE WHEN EXISTS (SELECT 1 FROM gsb.witness)
+                THEN gsb._lease_live((SELECT st.term FROM gsb.site_state st))
+                ELSE gsb._state_confirmed() OR NOT EXISTS (SELECT 1 FROM gsb.peers) END
 $$;
 
 -- What a client routed to the service would see: 'Primary' or 'Backup'.
@@ -100,13 +107,75 @@ BEGIN
     SELECT * INTO st FROM gsb.site_state FOR UPDATE;
     IF gsb._newer_view(st.term, st.active_site, st.mode, st.automatic,
                        p_term, p_active, p_mode, p_automatic, p_from_role) THEN
+        PERFORM gsb._check_split_brain(st, p_term, p_active);
         UPDATE gsb.site_state
            SET term = p_term, active_site = p_active, mode = p_mode, automatic = p_automatic,
                changed_at = CASE WHEN p_active IS DISTINCT FROM st.active_site THEN now()
                                  ELSE st.changed_at END;
+        -- The witness granted this site a term whose switch did not commit
+        -- here (its answer came too late, say): the switch happens now, by
+        -- adoption, and is recorded as _switch would have.
+        IF p_from_role = 'witness' AND p_active = gsb.site_name()
+           AND p_active IS DISTINCT FROM st.active_site THEN
+            UPDATE gsb.site_state
+               SET late_tail_since = CASE WHEN p_mode = 'failed_over' AND p_automatic
+                                          THEN now() ELSE late_tail_since END;
+            INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term)
+            VALUES (coalesce(st.active_site, gsb._primary_name()), p_active,
+                    CASE WHEN p_mode = 'failed_over' AND p_automatic THEN 'automatic failover'
+                         WHEN p_mode = 'failed_over' THEN 'manual failover'
+                         WHEN p_mode = 'maintenance' THEN 'maintenance start'
+                         WHEN st.mode = 'maintenance' THEN 'maintenance end'
+                         ELSE 'failback' END,
+                    'term granted by the witness', p_term);
+        END IF;
         RETURN true;
     END IF;
     RETURN false;
+END
+$$;
+
+-- Split brain: this site, serving as the active site until now (its monitor
+-- found it active within the last heartbeats: not frozen, not down), takes a
+-- newer view in which the other site became active at a moment when this one
+-- still was. Without a witness that happens after a cut link (both sites
+-- active); the row (replicated, so on both sites) says when each was active.
+-- The other site's start is its own event of that term, asked of it (not
+-- there yet while it is still committing the switch: a handover it made
+-- while it could reach this site, which is no split).
+CREATE FUNCTION gsb._check_split_brain(st gsb.site_state, p_term bigint, p_active text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me text := gsb.site_name();
+    seen record := gsb._active_seen();
+    other_since timestamptz;
+BEGIN
+    IF st.active_site IS DISTINCT FROM me OR p_active = me OR NOT seen.recent THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT r[1]::timestamptz INTO other_since
+          FROM gsb._peer_query((SELECT p.conninfo FROM gsb.peers p WHERE p.name = p_active),
+                               'SELECT pg_catalog.min(at)::pg_catalog.text FROM gsb.site_events '
+                               'WHERE term = $1::pg_catalog.int8 AND to_site = $2',
+                               ARRAY[p_term::text, p_active]) r;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE LOG 'gsb: could not ask % when its term % began: %', p_active, p_term, SQLERRM;
+        RETURN;
+    END;
+    IF other_since IS NULL OR other_since >= seen.at THEN
+        RETURN;
+    END IF;
+    INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term)
+    VALUES (me, p_active, 'split brain',
+            format('both sites were active: %s from %s (term %s) until %s; %s from %s (term %s); '
+                   'the newer view (term %s, %s) wins', me, st.changed_at, st.term, seen.at,
+                   p_active, other_since, p_term, p_term, p_active),
+            p_term);
+    RAISE WARNING 'gsb: split brain: % and % were both active from % until %', me, p_active,
+                  other_since, seen.at
+        USING HINT = 'Add a witness (gsb.add_witness) so that at most one site is active at a time.';
 END
 $$;
 
@@ -122,6 +191,8 @@ BEGIN
     PERFORM gsb._adopt_state(p_term, p_active, p_mode, p_automatic,
                              (SELECT role FROM gsb.peers WHERE name = p_from));
     SELECT * INTO st FROM gsb.site_state;
+    -- The peer's silence, as this site counts it, ends here.
+    PERFORM gsb._peer_heard();
     RETURN ARRAY[me.name, me.role, st.term::text, st.active_site, st.mode, st.automatic::text,
                  current_setting('gsb.maintenance_window')];
 END
@@ -147,6 +218,8 @@ BEGIN
                   HINT = 'The active site is this site or one of its peers.';
     END IF;
     SELECT * INTO st FROM gsb.site_state FOR UPDATE;
+    PERFORM gsb._witness_claim(st.term + 1, to_site, new_mode, _switch.automatic, reason,
+                               coalesce(st.active_site, gsb._primary_name()));
     UPDATE gsb.site_state
        SET term = st.term + 1, active_site = to_site, mode = new_mode,
            automatic = _switch.automatic, changed_at = now(),
@@ -165,6 +238,49 @@ BEGIN
             RAISE LOG 'gsb: could not tell % at once (%); its monitor will learn it', p.name, SQLERRM;
         END;
     END LOOP;
+END
+$$;
+
+-- With a witness, every new term is the witness's first: an automatic
+-- failover needs its vote (it must not have heard from the primary for the
+-- failover timeout either; unreachable, it cannot vote, and nothing
+-- happens), any other switch only its record of the term (unreachable: the
+-- switch goes on, and the lease keeps the new site from serving until the
+-- old one has stopped). A refusal is an error.
+CREATE FUNCTION gsb._witness_claim(p_term bigint, p_active text, p_mode text, p_automatic boolean,
+                                   p_reason text, p_from_site text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w gsb.witness;
+    refusal text;
+    timeout_ms bigint := EXTRACT(EPOCH FROM current_setting('gsb.failover_timeout')::interval) * 1000;
+BEGIN
+    SELECT * INTO w FROM gsb.witness;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT r[1] INTO refusal FROM gsb._peer_query(w.conninfo,
+            'SELECT gsb._witness_grant($1, $2::pg_catalog.int8, $3, $4, $5::pg_catalog.bool, $6, $7, '
+            '$8::pg_catalog.int8)',
+            ARRAY[gsb.site_name(), p_term::text, p_active, p_mode, p_automatic::text, p_reason,
+                  p_from_site, timeout_ms::text]) r;
+    EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection OR connection_exception
+                   OR connection_failure THEN
+        IF p_reason = 'automatic failover' THEN
+            RAISE EXCEPTION 'the witness % is unreachable: no automatic failover without its vote', w.name
+                USING ERRCODE = 'connection_failure', DETAIL = SQLERRM;
+        END IF;
+        RAISE LOG 'gsb: the witness % is unreachable (%); term % goes on without its record',
+                  w.name, SQLERRM, p_term;
+        RETURN;
+    END;
+    IF refusal IS NOT NULL THEN
+        RAISE EXCEPTION 'the witness % refused term % for %', w.name, p_term, p_active
+            USING ERRCODE = 'lock_not_available', DETAIL = refusal,
+                  HINT = 'Both sites may still be up: check gsb.status on both.';
+    END IF;
 END
 $$;
 
@@ -520,7 +636,16 @@ BEGIN
                                   reachable, unreachable_ms, reachable_ms, at - st.last_config_sync,
                                   caught_up, timeout_ms, delay_ms, sync_interval, win, at);
     END IF;
-    IF t.action = 'switch' THEN
+    IF t.action = 'switch' AND t.reason = 'automatic failover'
+       AND EXISTS (SELECT 1 FROM gsb.witness) THEN
+        -- The witness votes (gsb._witness_claim); a refusal is the answer
+        -- whenever the primary still reaches it, every heartbeat.
+        BEGIN
+            PERFORM gsb._switch(t.to_site, t.reason, t.detail, t.next_mode, t.next_automatic);
+        EXCEPTION WHEN lock_not_available OR connection_failure THEN
+            RETURN NULL;
+        END;
+    ELSIF t.action = 'switch' THEN
         PERFORM gsb._switch(t.to_site, t.reason, t.detail, t.next_mode, t.next_automatic);
     ELSIF t.action = 'daily_copy' THEN
         BEGIN

@@ -153,9 +153,14 @@ BEGIN
                   HINT = format('Start the meeting on site %s.', active);
     END IF;
     IF NOT gsb.is_active() THEN
-        RAISE EXCEPTION 'this site has just started and has not yet confirmed that it is the active site'
+        -- With a witness: fenced (no live lease), or not yet confirmed
+        -- after a start; without: not yet confirmed after a start.
+        RAISE EXCEPTION 'site % is not serving: it has not confirmed that it is still the active site', me.name
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Try again in a moment (one heartbeat).';
+                  DETAIL = CASE WHEN EXISTS (SELECT 1 FROM gsb.witness)
+                                THEN 'It is fenced (it reaches neither its peer nor its witness) or has just started.'
+                                ELSE 'It has just started.' END,
+                  HINT = 'Try again in a moment; if the other site has become the active site, start the meeting there.';
     END IF;
     m := gsb._meeting(meeting_id);
     IF m.status = 'ended' THEN

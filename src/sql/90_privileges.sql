@@ -10,6 +10,8 @@ GRANT EXECUTE ON FUNCTION
     gsb.unreplicate_table(regclass),
     gsb.add_peer(text, text, boolean),
     gsb.drop_peer(text),
+    gsb.add_witness(text, text),
+    gsb.drop_witness(text),
     gsb.wait_for_peer(interval),
     gsb.verify(regclass),
     gsb.failover(text),
@@ -35,7 +37,8 @@ GRANT SELECT ON gsb.site, gsb.tables, gsb.replicated_tables TO PUBLIC;
 GRANT SELECT ON gsb.status, gsb.conflicts, gsb.peers, gsb.site_events, gsb.site_state
   TO gsb_admin;
 -- What gsb.status reads.
-GRANT EXECUTE ON FUNCTION gsb._worker_status(), gsb._monitor_status() TO gsb_admin;
+GRANT EXECUTE ON FUNCTION gsb._worker_status(), gsb._monitor_status(), gsb._witness_status()
+  TO gsb_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     gsb.accounts, gsb.meetings, gsb.usage,
     gsb.site_config, gsb.custom_pages, gsb.client_versions
