@@ -41,7 +41,9 @@
 # must be on both, hosted where it started, and gsb.verify() must match:
 #   1. the link sjc-ams cut (both still reach wit): sjc stays active;
 #   2. sjc isolated from both: sjc fenced first, then ams active within
-#      gsb.failover_timeout + 3 s (both times measured), start_meeting refused
+#      gsb.failover_timeout + 3 s (both times measured from the moment the
+#      helper had every rule of the cut in place; the notes also give them
+#      from the moment it began, up to a second earlier), start_meeting refused
 #      on the fenced sjc, `fenced` then `unfenced` (after the failback) in
 #      gsb.site_events;
 #   3. wit stopped: nothing changes;
@@ -449,7 +451,9 @@ sub fault
 		$node{ $f{stop} }->stop('fast');
 		$wit_stopped = 1;
 	}
-	return;
+	# The helper takes a while (one nft call per rule, on a busy machine):
+	# the fault is complete only now.
+	return mono();
 }
 
 # (active site, which answer is_active) as both data sites see it.
@@ -471,7 +475,7 @@ sub views
 # Returns the active site.
 sub heal
 {
-	my ($name) = @_;
+	my ($name, $verify_on) = @_;
 	my ($rc, $out) = ns_request('clear', $tag);
 	is($rc, 0, "$name: the helper removes every rule") or diag($out);
 	thaw_clusters();
@@ -492,9 +496,15 @@ sub heal
 	  or diag("sjc says $v->{sjc}, ams says $v->{ams}; answering active: @$act");
 	for my $pair ([ $sjc, 'ams' ], [ $ams, 'sjc' ])
 	{
-		wait_state($pair->[0], $pair->[1], 'streaming');
+		my ($n, $peer) = @$pair;
+		my $state = '';
+		ok(poll_until(60, sub {
+			($state) = sess($n)->run("SELECT state FROM gsb.status WHERE peer = '$peer'");
+			return ($state // '') eq 'streaming';
+		}), sprintf('%s: %s streams from %s again (%.1f s after the heal)', $name, site_name($n), $peer, mono() - $th))
+		  or diag("state: $state");
 	}
-	check_rows($name);
+	check_rows($name, $verify_on);
 	return $agreed ? $v->{sjc} : '';
 }
 
@@ -523,11 +533,18 @@ sub pause_client
 	return;
 }
 
+# Every row on both sites; gsb.verify() on $verify_on ('sjc', 'ams' or
+# 'both': it compares with the peer, so one site suffices between rounds).
 sub check_rows
 {
-	my ($name) = @_;
+	my ($name, $verify_on) = @_;
+	$verify_on //= 'both';
 	pause_client(1);
-	wait_synced($sjc, $ams);
+	for my $n ($sjc, $ams)
+	{
+		my ($out, $err) = sess($n)->run("SELECT gsb.wait_for_peer('60 s')");
+		is($out, 't', "$name: " . site_name($n) . ": gsb.wait_for_peer('60 s') returns true") or diag($err);
+	}
 	for my $n ($sjc, $ams)
 	{
 		my ($out, $err) = sess($n)->run("SELECT id FROM prow ORDER BY id");
@@ -546,6 +563,7 @@ sub check_rows
 			"$name: " . site_name($n) . ' holds each of the ' . scalar(keys %expected)
 			  . ' rows written on either site exactly once, and no other')
 		  or diag("missing: @missing[0 .. min(9, $#missing)]; unexpected: @extra[0 .. min(9, $#extra)]");
+		next unless $verify_on eq 'both' || $verify_on eq site_name($n);
 		my ($vout) = sess($n)->run("SELECT count(*) FILTER (WHERE status = 'match') || '/' || count(*)"
 			  . " || coalesce(' ' || string_agg(relation::text || ' ' || status, ', ')"
 			  . " FILTER (WHERE status <> 'match'), '') FROM gsb.verify()");
@@ -597,11 +615,14 @@ my (@failover_s, @fencing_s, @transitions);
 
 # Measures the change of active site from $old to $new after a fault at $tf:
 # when $old first answered not active, when $new first answered active.
+# Times are counted from $tf, when the fault was complete (the helper had
+# put every rule in place); the note also gives them from $tf0, when it
+# began.
 sub measure
 {
-	my ($name, $old, $new, $tf, $old_was_frozen) = @_;
-	my $f = first_sample($new, $tf, sub { $_[0]{v} eq 't' });
-	my $g = ($frozen{$old} || $old_was_frozen) ? undef : first_sample($old, $tf, sub { $_[0]{v} ne 't' });
+	my ($name, $old, $new, $tf0, $tf, $old_was_frozen) = @_;
+	my $f = first_sample($new, $tf0, sub { $_[0]{v} eq 't' });
+	my $g = ($frozen{$old} || $old_was_frozen) ? undef : first_sample($old, $tf0, sub { $_[0]{v} ne 't' });
 	my %m = (
 		name => $name,
 		failover => $f ? $f->{c2} - $tf : undef,
@@ -609,9 +630,11 @@ sub measure
 	push @failover_s, $m{failover} if defined $m{failover};
 	push @fencing_s, $m{fence} if defined $m{fence};
 	push @transitions, \%m;
-	note(sprintf('%s: %s first answered not active %s, %s first answered active %s after the fault',
-			$name, $old, defined $m{fence} ? sprintf('%.2f s', $m{fence}) : '(frozen or never)',
-			$new, defined $m{failover} ? sprintf('%.2f s', $m{failover}) : 'never'));
+	my $d = $tf - $tf0;
+	note(sprintf('%s: %s first answered not active %s, %s first answered active %s after the fault was complete '
+			  . '(%.2f s after it began)',
+			$name, $old, defined $m{fence} ? sprintf('%.2f s (%.2f s)', $m{fence}, $m{fence} + $d) : '(frozen or never)',
+			$new, defined $m{failover} ? sprintf('%.2f s (%.2f s)', $m{failover}, $m{failover} + $d) : 'never', $d));
 	return \%m;
 }
 
@@ -639,10 +662,10 @@ sub stays_active
 	my $name = 'sjc-ams cut';
 	my $failovers = q1($ams, "SELECT count(*) FROM gsb.site_events WHERE reason = 'automatic failover'");
 	hold_writing(0.3, "$name: before");
-	my $tf = mono();
-	fault(name => $name, block => [qw(a2b b2a)]);
+	my $tf0 = mono();
+	my $tf = fault(name => $name, block => [qw(a2b b2a)]);
 	hold_writing($FT + 2, "$name: during");
-	stays_active($name, 'sjc', $tf, mono());
+	stays_active($name, 'sjc', $tf0, mono());
 	heal($name);
 	is(q1($ams, "SELECT count(*) FROM gsb.site_events WHERE reason = 'automatic failover'"),
 		$failovers, "$name: no failover recorded");
@@ -656,16 +679,16 @@ sub stays_active
 	my $name = 'sjc isolated';
 	my $fenced_before = q1($sjc, "SELECT count(*) FROM gsb.site_events WHERE reason = 'fenced'");
 	hold_writing(0.3, "$name: before");
-	my $tf = mono();
-	fault(name => $name, block => [qw(a2b b2a a2c c2a)]);
+	my $tf0 = mono();
+	my $tf = fault(name => $name, block => [qw(a2b b2a a2c c2a)]);
 	my $took = poll_until($FT + 15, sub {
 		write_row($sjc, "$name: during");
 		write_row($ams, "$name: during");
-		return defined first_sample('ams', $tf, sub { $_[0]{v} eq 't' });
+		return defined first_sample('ams', $tf0, sub { $_[0]{v} eq 't' });
 	});
 	ok($took, "$name: ams answers active");
 	hold_writing(1, "$name: during");
-	my $m = measure($name, 'sjc', 'ams', $tf);
+	my $m = measure($name, 'sjc', 'ams', $tf0, $tf);
 	cmp_ok($m->{failover} // 9999, '<=', $FT + 3,
 		sprintf('%s: ams active within failover_timeout + 3 s (%s s)', $name,
 			defined $m->{failover} ? sprintf('%.2f', $m->{failover}) : 'never'));
@@ -694,10 +717,10 @@ sub stays_active
 {
 	my $name = 'witness stopped';
 	hold_writing(0.3, "$name: before");
-	my $tf = mono();
-	fault(name => $name, stop => 'wit');
+	my $tf0 = mono();
+	my $tf = fault(name => $name, stop => 'wit');
 	hold_writing($FT + 2, "$name: during");
-	stays_active($name, 'sjc', $tf, mono());
+	stays_active($name, 'sjc', $tf0, mono());
 	heal($name);
 	back_to_sjc($name);
 }
@@ -708,14 +731,14 @@ sub stays_active
 {
 	my $name = 'sjc frozen';
 	hold_writing(0.3, "$name: before");
-	my $tf = mono();
-	fault(name => $name, freeze => 'sjc');
+	my $tf0 = mono();
+	my $tf = fault(name => $name, freeze => 'sjc');
 	ok(poll_until($FT + 15, sub {
 		write_row($ams, "$name: during");
-		return defined first_sample('ams', $tf, sub { $_[0]{v} eq 't' });
+		return defined first_sample('ams', $tf0, sub { $_[0]{v} eq 't' });
 	}), "$name: ams answers active");
 	hold_writing(1, "$name: during");
-	my $m = measure($name, 'sjc', 'ams', $tf);
+	my $m = measure($name, 'sjc', 'ams', $tf0, $tf);
 	cmp_ok($m->{failover} // 9999, '<=', $FT + 3,
 		sprintf('%s: ams active within failover_timeout + 3 s (%s s)', $name,
 			defined $m->{failover} ? sprintf('%.2f', $m->{failover}) : 'never'));
@@ -740,10 +763,10 @@ for my $f ({ name => 'ams isolated', block => [qw(a2b b2a b2c c2b)] }, { name =>
 {
 	my $name = $f->{name};
 	hold_writing(0.3, "$name: before");
-	my $tf = mono();
-	fault(%$f);
+	my $tf0 = mono();
+	my $tf = fault(%$f);
 	hold_writing($FT + 2, "$name: during");
-	stays_active($name, 'sjc', $tf, mono());
+	stays_active($name, 'sjc', $tf0, mono());
 	heal($name);
 	back_to_sjc($name);
 }
@@ -796,24 +819,24 @@ while ($rounds < $ROUNDS && mono() - $loop_t0 < $LOOP_BUDGET_S)
 	note($name);
 	my $other = $active eq 'sjc' ? 'ams' : 'sjc';
 	hold_writing(0.2, "$name: before");
-	my $tf = mono();
-	fault(%$f, name => $name);
+	my $tf0 = mono();
+	my $tf = fault(%$f, name => $name);
 	hold_writing($hold, "$name: during");
 	my $te = mono();
 	if (still_reaches($f, $active))
 	{
-		stays_active($name, $active, $tf, $te);
+		stays_active($name, $active, $tf0, $te);
 	}
 	elsif ($active eq 'sjc' && ($f->{isolates} // '') eq 'sjc' && $te - $tf >= $FT + 3)
 	{
-		my $m = measure($name, 'sjc', 'ams', $tf);
+		my $m = measure($name, 'sjc', 'ams', $tf0, $tf);
 		cmp_ok($m->{failover} // 9999, '<=', $FT + 3, "$name: ams active within failover_timeout + 3 s");
 	}
-	my $now = heal($name);
+	my $now = heal($name, $rounds % 2 ? 'ams' : 'sjc');
 	if ($now ne '' && $now ne $active)
 	{
 		# A change of active site that the previous branch did not measure.
-		measure($name, $active, $now, $tf, ($f->{freeze} // '') eq $active)
+		measure($name, $active, $now, $tf0, $tf, ($f->{freeze} // '') eq $active)
 		  unless ($active eq 'sjc' && ($f->{isolates} // '') eq 'sjc' && $te - $tf >= $FT + 3);
 	}
 	$active = $now if $now ne '';
@@ -830,10 +853,10 @@ cmp_ok($rounds, '>=', $ROUNDS, sprintf('%d rounds of random faults in %.0f s', $
 #-----------------------------------------------------------------------------
 # Totals.
 #-----------------------------------------------------------------------------
+check_rows('the end', 'both');
 kill('TERM', @children);
 waitpid($_, 0) for @children;
 @children = ();
-check_rows('the end');
 
 my @s = (samples('sjc'), samples('ams'));
 for my $x (@s)
