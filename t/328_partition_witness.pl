@@ -194,21 +194,24 @@ sub loop_child
 			usleep(100_000);
 			next;
 		}
-		my $paused = 0;
+		my $paused = '';
 		while (getppid() > 1 && $h->pumpable)
 		{
 			my $wait = $T0 + $k * $period - mono();
 			usleep(int($wait * 1e6)) if $wait > 0;
 			# The client pauses while the test compares the sites (a table
 			# being written cannot match); it says so in its file.
+			# The file holds a new token for every pause: each is answered.
 			if ($pause && -e $pause)
 			{
-				printf $fh "# paused %.6f\n", mono() unless $paused;
-				$paused = 1;
+				my $token = eval { PostgreSQL::Test::Utils::slurp_file($pause) } // '';
+				chomp $token;
+				print $fh "# paused $token\n" if $token ne '' && $token ne $paused;
+				$paused = $token;
 				$k = int((mono() - $T0) / $period) + 1;
 				next;
 			}
-			$paused = 0;
+			$paused = '';
 			my $m = "gsb-mark-$k";
 			my $off = time() - mono();
 			my $s = mono();
@@ -510,6 +513,7 @@ sub heal
 
 my %meeting_checked;
 # Pauses the client (and waits until it has paused) or lets it go on.
+my $pause_token = 0;
 sub pause_client
 {
 	my ($on) = @_;
@@ -519,14 +523,16 @@ sub pause_client
 		unlink $file;
 		return;
 	}
-	my $t = mono();
-	PostgreSQL::Test::Utils::append_to_file($file, "pause\n");
+	my $token = 'p' . ++$pause_token;
+	open(my $fh, '>', "$file.new") or die "cannot write $file.new: $!";
+	print $fh "$token\n";
+	close($fh);
+	rename("$file.new", $file) or die "cannot rename $file.new: $!";
 	ok(poll_until(30, sub {
 		for my $site (qw(sjc ams))
 		{
 			my $text = PostgreSQL::Test::Utils::slurp_file("$dir/client-$site");
-			my @p = $text =~ /^# paused ([\d.]+)$/mg;
-			return 0 unless @p && $p[-1] >= $t;
+			return 0 unless $text =~ /^# paused \Q$token\E$/m;
 		}
 		return 1;
 	}), 'the client pauses while the sites are compared');
