@@ -186,9 +186,23 @@ WitnessAnswer PingWitness(std::unique_ptr<PeerConnection> &conn, std::string &co
 // no answer); `peer_silent`: this site has not heard from the peer for the
 // failover timeout.
 void KeepLease(const LocalState &st, const WitnessAnswer &w, int64 peer_sent_us,
-               const std::string &peer_term, const std::string &peer_active, bool peer_silent) {
+               const std::string &peer_term, const std::string &peer_active, bool peer_silent,
+               bool has_witness) {
     bool mine = !st.active.empty() && st.active == st.site;
     long long term = std::atoll(st.term.c_str());
+    // Silence is read again now, after the tick's switch has committed: a
+    // heartbeat of the peer received meanwhile was answered with the old
+    // view and renewed the peer's lease.
+    if (peer_silent) {
+        int64 heard_us = PgCall([] {
+            SharedState *s = Shared();
+            LWLockAcquire(s->lock, LW_SHARED);
+            int64 v = s->peer_heard_us;
+            LWLockRelease(s->lock);
+            return v;
+        });
+        peer_silent = heard_us == 0 || MonotonicNowUs() - heard_us >= SilenceMs() * 1000L;
+    }
     bool peer_ok = mine && !peer_term.empty() && peer_term == st.term && peer_active == st.site;
     bool witness_ok = mine && w.ok && w.term == st.term && w.active == st.site;
     // The other site holds no lease for an older term: it agrees (it has
@@ -213,14 +227,14 @@ void KeepLease(const LocalState &st, const WitnessAnswer &w, int64 peer_sent_us,
         serving = live && s->lease_from_us <= now;
         bool had = mine && s->lease_held && s->lease_term == term;
         bool was_fenced = s->fenced;
-        fence = mine && had && !live && !was_fenced;
+        fence = has_witness && mine && had && !live && !was_fenced;
         // Unfenced once it serves again, or has heard that another site is.
         unfence = was_fenced && (serving || (!mine && (w.ok || !peer_term.empty())));
         if (fence)
             s->fenced = true;
         if (unfence)
             s->fenced = false;
-        if (serving) {
+        if (serving && has_witness) {
             s->active_seen_us = now;
             s->active_seen_at = GetCurrentTimestamp();
         }
@@ -546,11 +560,14 @@ void Run() {
                 // to matter): this site may now claim what its state says.
                 if (reachable || unreachable_ms >= alone_after)
                     Publish(reachable, 0, error, true);
+                // The lease is kept without a witness too (through the peer):
+                // gsb.is_active() reads it only when there is a witness, and
+                // a witness added later then finds it live.
                 LocalState after = ReadLocal();
-                if (has_witness && after.ready)
+                if (after.ready)
                     KeepLease(after, witness, before_us, peer_term, peer_active,
-                              !reachable && unreachable_ms >= SilenceMs());
-                else if (after.ready)
+                              !reachable && unreachable_ms >= SilenceMs(), has_witness);
+                if (after.ready && !has_witness)
                     NoteActiveByView(after);
                 if (action && !action->empty()) {
                     const char *a = action->c_str();
