@@ -618,6 +618,7 @@ sub back_to_sjc
 }
 
 my (@failover_s, @fencing_s, @transitions);
+my $late_changes = 0;
 
 # Measures the change of active site from $old to $new after a fault at $tf:
 # when $old first answered not active, when $new first answered active.
@@ -626,15 +627,24 @@ my (@failover_s, @fencing_s, @transitions);
 # began.
 sub measure
 {
-	my ($name, $old, $new, $tf0, $tf, $old_was_frozen) = @_;
+	my ($name, $old, $new, $tf0, $tf, $old_was_frozen, $after_heal) = @_;
 	my $f = first_sample($new, $tf0, sub { $_[0]{v} eq 't' });
 	my $g = ($frozen{$old} || $old_was_frozen) ? undef : first_sample($old, $tf0, sub { $_[0]{v} ne 't' });
 	my %m = (
 		name => $name,
 		failover => $f ? $f->{c2} - $tf : undef,
 		fence => $g ? $g->{c2} - $tf : undef);
-	push @failover_s, $m{failover} if defined $m{failover};
-	push @fencing_s, $m{fence} if defined $m{fence};
+	# A change that completed only after the heal (a vote in flight when the
+	# link came back) is counted apart from the failover times.
+	if ($after_heal)
+	{
+		$late_changes++;
+	}
+	else
+	{
+		push @failover_s, $m{failover} if defined $m{failover};
+		push @fencing_s, $m{fence} if defined $m{fence};
+	}
 	push @transitions, \%m;
 	my $d = $tf - $tf0;
 	note(sprintf('%s: %s first answered not active %s, %s first answered active %s after the fault was complete '
@@ -842,7 +852,7 @@ while ($rounds < $ROUNDS && mono() - $loop_t0 < $LOOP_BUDGET_S)
 	if ($now ne '' && $now ne $active)
 	{
 		# A change of active site that the previous branch did not measure.
-		measure($name, $active, $now, $tf0, $tf, ($f->{freeze} // '') eq $active)
+		measure($name, $active, $now, $tf0, $tf, ($f->{freeze} // '') eq $active, 1)
 		  unless ($active eq 'sjc' && ($f->{isolates} // '') eq 'sjc' && $te - $tf >= $FT + 3);
 	}
 	$active = $now if $now ne '';
@@ -926,13 +936,13 @@ check_logs($sjc, $ams, $wit);
 
 diag(sprintf(
 		'partition summary: seed %d; rounds %d in %.0f s; failover s median %s max %s (%d); '
-		  . 'fencing s median %s max %s (%d); closest active answers of the two sites %s s; '
+		  . 'fencing s median %s max %s (%d); changes of active site completed after the heal %d; closest active answers of the two sites %s s; '
 		  . 'samples %d (sjc %d, ams %d; %d active), samples where both were active %d (%d pairs); '
 		  . 'meetings started %d (sjc %d, ams %d, refused %d), on two sites at once %d; '
 		  . 'rows checked %d, lost %d, duplicated %d; meetings missing or moved %d; witness %s',
 		$SEED, $rounds, $loop_s, fmt(median(@failover_s)), fmt(@failover_s ? max(@failover_s) : undef),
 		scalar(@failover_s), fmt(median(@fencing_s)), fmt(@fencing_s ? max(@fencing_s) : undef),
-		scalar(@fencing_s), fmt($closest), scalar(@s), scalar(samples('sjc')), scalar(samples('ams')),
+		scalar(@fencing_s), $late_changes, fmt($closest), scalar(@s), scalar(samples('sjc')), scalar(samples('ams')),
 		scalar(@ts) + scalar(@ta), scalar(keys %both_samples), scalar(@both), scalar(@starts), scalar(@st_sjc), scalar(@st_ams),
 		$refused, scalar(keys %at_once), scalar(keys %expected), $figure{rows_lost},
 		$figure{rows_duplicated}, $figure{meetings_lost} // 0, $have_witness ? 'added' : 'NONE (gsb.add_witness failed)'));
