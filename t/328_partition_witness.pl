@@ -52,7 +52,11 @@
 #   5. ams isolated, then ams frozen: sjc stays active;
 #   6. a loop of random faults (GSB_PARTITION_ROUNDS, at least 20; seeded,
 #      the seed printed, GSB_PARTITION_SEED overrides; new rounds start only
-#      within 240 s of the loop's start).
+#      within 240 s of the loop's start), each held 0.5 to 6 s: the active
+#      site must stay active while it still reaches its peer or the witness
+#      both ways; sjc cut off for failover_timeout + 3 s or more must be
+#      replaced by ams within that bound; after the heal as above; half the
+#      rounds that end with ams active fail back to sjc.
 # The last line of diagnostics is the summary: failover and fencing times,
 # rounds, samples where both sites were active (must be 0), meetings started on
 # two sites at once (must be 0), rows lost or duplicated (must be 0).
