@@ -1,5 +1,7 @@
 # t/GsbNetns.pm: two gsb sites in two network namespaces joined by one veth
-# pair, and faults on that link, for t/309_link_faults.pl.
+# pair, and faults on that link, for t/309_link_faults.pl; or three (two data
+# sites and a witness, netns_setup(3)), each pair joined by a link of its own,
+# for t/328_partition_witness.pl.
 #
 # For: asking scripts/netns-helper.sh (which scripts/test.sh runs as root and
 # names in GSB_NETNS_HELPER) to make the namespaces, to start a site's server
@@ -8,7 +10,12 @@
 #
 # The tests still reach both servers through their Unix sockets (a socket file
 # is not in any network namespace); only the sites' connections to each other
-# go over the link: site a is 10.77.0.1, site b 10.77.0.2.
+# go over the link: site a is 10.77.0.1, site b 10.77.0.2. With three sides,
+# side c (the witness) is 10.77.1.3 on its link to a (where a is 10.77.1.1)
+# and 10.77.2.3 on its link to b (where b is 10.77.2.2): netns_addr($from,
+# $to) says which address $from uses to reach $to, and every address of a
+# side is on a link of its own, so that each link can be cut alone
+# (ns_request('block', $tag, 'a2c', ...)).
 package GsbNetns;
 
 use strict;
@@ -22,10 +29,17 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use GsbTest;
 
-our @EXPORT = qw(netns_skip_reason netns_setup netns_site netns_connect ns_request);
+our @EXPORT = qw(netns_skip_reason netns_setup netns_site netns_connect ns_request
+  netns_addr netns_start);
 
 my %ip = (a => '10.77.0.1', b => '10.77.0.2');
+# The address of side $to on its link with side $from (three sides).
+my %addr = (
+	a => { b => '10.77.0.2', c => '10.77.1.3' },
+	b => { a => '10.77.0.1', c => '10.77.2.3' },
+	c => { a => '10.77.1.1', b => '10.77.2.2' });
 my $tag;    # this test's namespaces, torn down at the end
+my $sides = 2;
 
 # Why namespace tests cannot run here, or undef when they can.
 sub netns_skip_reason
@@ -78,12 +92,35 @@ sub request_ok
 	return $out;
 }
 
-# Makes this test's two namespaces and the link between them.
+# netns_setup([3]): makes this test's two namespaces and the link between
+# them; with 3, also side c and its links to a and b.
 sub netns_setup
 {
+	my ($n) = @_;
+	$sides = $n // 2;
+	croak "netns_setup: two or three sides, not $sides" unless $sides == 2 || $sides == 3;
 	$tag = sprintf('t%d', $$ % 10_000_000);
-	note(request_ok('setup', $tag));
+	note(request_ok('setup', $tag, $sides == 3 ? (3) : ()));
 	return $tag;
+}
+
+# netns_addr($from, $to): the address at which side $from reaches side $to
+# (over the link between them).
+sub netns_addr
+{
+	my ($from, $to) = @_;
+	my $a = $addr{$from}{$to} or croak "no link between sides $from and $to";
+	croak "side c needs netns_setup(3)" if $sides < 3 && ($from eq 'c' || $to eq 'c');
+	return $a;
+}
+
+# The addresses that side $side listens on.
+sub listen_of
+{
+	my ($side) = @_;
+	return $ip{$side} if $sides == 2;
+	my @mine = map { $addr{$_}{$side} } grep { $_ ne $side } qw(a b c);
+	return join(',', @mine);
 }
 
 my @nodes;    # servers started in the namespaces
@@ -103,23 +140,30 @@ END
 }
 
 # netns_site($name, $role, $side, %opts): like GsbTest::new_site, but the
-# server runs in namespace $side ('a' or 'b') and listens on its link address
-# as well as on its Unix socket; peers may connect from the other side.
+# server runs in namespace $side ('a' or 'b', or 'c' with three sides) and
+# listens on its link addresses as well as on its Unix socket; peers may
+# connect from the other sides.
 sub netns_site
 {
 	my ($name, $role, $side, %opts) = @_;
 	croak 'netns_setup first' unless defined $tag;
-	my $extra = "listen_addresses = '$ip{$side}'\n" . ($opts{extra_conf} // '');
+	croak "side $side needs netns_setup(3)" if $side eq 'c' && $sides < 3;
+	my $extra = "listen_addresses = '" . listen_of($side) . "'\n" . ($opts{extra_conf} // '');
 	return new_site(
 		$name, $role, %opts,
 		extra_conf => $extra,
 		starter => sub {
 			my ($node) = @_;
+			my $net = $sides == 3 ? '10.77.0.0/16' : '10.77.0.0/24';
 			$node->append_conf('pg_hba.conf',
-				"host all all 10.77.0.0/24 trust\nhost replication all 10.77.0.0/24 trust\n");
+				"host all all $net trust\nhost replication all $net trust\n");
 			start_in($node, $side);
 		});
 }
+
+# netns_start($node, $side): starts again, inside namespace $side, a server
+# that netns_site made and the test stopped ($node->stop works from outside).
+sub netns_start { return start_in(@_); }
 
 # Starts $node's server inside namespace $side, as PostgreSQL::Test::Cluster's
 # start does outside.
