@@ -22,6 +22,7 @@ extern "C" {
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 }
 
 #include "apply_relation.hpp"
@@ -44,6 +45,15 @@ void InvalidateLocal(Datum, Oid relid) {
     while ((e = static_cast<RelMapEntry *>(hash_seq_search(&status))) != nullptr)
         if (!OidIsValid(relid) || e->localrelid == relid)
             e->resolved = false;
+}
+
+// SPI needs an active snapshot; the initial copy resolves its relations
+// without one.
+bool EnsureSnapshot() {
+    if (ActiveSnapshotSet())
+        return false;
+    PushActiveSnapshot(GetTransactionSnapshot());
+    return true;
 }
 
 // Where a column that the peer describes as (name, type) went here, when a
@@ -98,7 +108,10 @@ DdlColumn FollowDdlColumns(Relation rel, const char *name, const char *type) {
         q.values = values;
         q.read_only = false;
         q.failure = "could not read gsb.ddl_columns";
+        bool pushed = EnsureSnapshot();
         spi::Execute(q, ReadDdlStep, &st);
+        if (pushed)
+            PopActiveSnapshot();
         if (!st.found)
             return out;
         if (st.new_name == nullptr) {
@@ -138,11 +151,14 @@ void ReadDdlXids(void *) {
 }
 
 void LoadDdlXids() {
+    bool pushed = EnsureSnapshot();
     spi::Statement q;
     q.sql = "SELECT xid::pg_catalog.text FROM gsb.ddl_log ORDER BY id DESC LIMIT 16";
     q.read_only = false;
     q.failure = "could not read gsb.ddl_log";
     spi::Execute(q, ReadDdlXids, nullptr);
+    if (pushed)
+        PopActiveSnapshot();
 }
 
 void ApplyErrorCallback(void *arg) {
