@@ -18,6 +18,7 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "utils/acl.h"
 #include "utils/snapmgr.h"
 }
 
@@ -25,6 +26,7 @@ extern "C" {
 #include "apply_exec.hpp"
 #include "apply_relation.hpp"
 #include "apply_rows.hpp"
+#include "ddl.hpp"
 
 namespace gsb::apply {
 
@@ -107,6 +109,56 @@ void HandleChange(Session *s, const protocol::Message &msg) {
     }
     PopActiveSnapshot();
     CommandCounterIncrement();
+    error_context_stack = cb.previous;
+}
+
+} // namespace gsb::apply
+
+namespace gsb::apply {
+
+void HandleDdl(Session *s, const protocol::Message &msg) {
+    if (memchr(msg.role.data(), '\0', msg.role.size()) != nullptr ||
+        memchr(msg.search_path.data(), '\0', msg.search_path.size()) != nullptr ||
+        memchr(msg.command.data(), '\0', msg.command.size()) != nullptr)
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("gsb: peer \"%s\" sent a DDL message with a NUL byte in it",
+                               s->peer_name)));
+    char *role = pnstrdup(msg.role.data(), msg.role.size());
+    char *path = pnstrdup(msg.search_path.data(), msg.search_path.size());
+    char *command = pnstrdup(msg.command.data(), msg.command.size());
+    // The error context names the command (shortened) and the role, so that
+    // gsb.status says which command fails here.
+    constexpr int kShown = 200;
+    char *shown = static_cast<int>(strlen(command)) > kShown
+                      ? psprintf("%s...", pnstrdup(command, kShown))
+                      : command;
+    const char *action = psprintf("the DDL command \"%s\" as role \"%s\"", shown, role);
+    ErrorContextArg ctx = {s, action, nullptr, -1};
+    ErrorContextCallback cb;
+    PushErrorContext(&cb, &ctx);
+
+    // Nothing of this transaction may hold the tables the command changes:
+    // buffered inserts go first, kept executor state and the open target
+    // are closed (ALTER TABLE refuses a table this session has open).
+    FlushBatch(s);
+    CloseRowExec();
+    CloseTarget();
+
+    Oid roleid = get_role_oid(role, true);
+    if (!OidIsValid(roleid))
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_OBJECT),
+                 errmsg("gsb: role \"%s\", which ran a replicated DDL command on peer \"%s\", "
+                        "does not exist on this site",
+                        role, s->peer_name),
+                 errhint("Create the role on this site, with the rights the command needs and "
+                         "membership in gsb_admin; the apply resumes by itself.")));
+    ddl::CheckAdmin(roleid, psprintf("role \"%s\"", role));
+    PushActiveSnapshot(GetTransactionSnapshot());
+    ddl::Run(command, roleid, path, s->peer_name);
+    PopActiveSnapshot();
+    // Every relation map entry resolves again (the relcache callback marks
+    // the changed tables; the batch's slots follow the new row shape).
     error_context_stack = cb.previous;
 }
 

@@ -52,6 +52,12 @@ void HandleRelation(Session *s, const protocol::Message &msg);
 // One change inside a transaction that the worker has started.
 void HandleChange(Session *s, const protocol::Message &msg);
 
+// A DDL message (gsb.replicate_ddl on the peer), inside a transaction that
+// the worker has started: the command runs here, at this point, as the role
+// of the name it carries (ddl.hpp). The role missing here, or not an
+// administrator of gsb here, is an error like any other apply error.
+void HandleDdl(Session *s, const protocol::Message &msg);
+
 // Writes the inserts buffered for a batch (before a commit, and whenever
 // order requires it); a no-op when none are buffered.
 void FlushBatch(Session *s);

@@ -151,6 +151,9 @@ conflict::Local InspectRow(Session *s, RowExec *r, TupleTableSlot *row) {
             r->ts_origin = origin;
         }
     }
+    // A table rewrite by a replicated DDL is no change of the row's (ddl.hpp).
+    if (!l.from_peer && !isnull && WrittenByReplicatedDdl(xmin))
+        l.from_peer = true;
     return l;
 }
 

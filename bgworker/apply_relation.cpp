@@ -8,21 +8,27 @@
 extern "C" {
 #include "access/genam.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_relation.h"
 #include "rewrite/rewriteHandler.h"
+#include "executor/spi.h"
+#include "parser/parse_type.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 }
 
 #include "apply_relation.hpp"
 #include "binary_values.hpp"
 #include "catalog.hpp"
+#include "spi.hpp"
 
 namespace gsb::apply {
 namespace {
@@ -39,6 +45,120 @@ void InvalidateLocal(Datum, Oid relid) {
     while ((e = static_cast<RelMapEntry *>(hash_seq_search(&status))) != nullptr)
         if (!OidIsValid(relid) || e->localrelid == relid)
             e->resolved = false;
+}
+
+// SPI needs an active snapshot; the initial copy resolves its relations
+// without one.
+bool EnsureSnapshot() {
+    if (ActiveSnapshotSet())
+        return false;
+    PushActiveSnapshot(GetTransactionSnapshot());
+    return true;
+}
+
+// Where a column that the peer describes as (name, type) went here, when a
+// replicated DDL dropped, renamed or retyped it (gsb.ddl_columns). Rows that
+// the peer wrote before it ran the same command are still in that shape.
+struct DdlColumn {
+    bool dropped; // the values are discarded
+    int attnum;   // else the local column (1-based); InvalidAttrNumber: not listed
+};
+
+struct DdlStep {
+    bool found;
+    char *new_name; // nullptr: dropped
+    char *new_type;
+};
+
+void ReadDdlStep(void *arg) {
+    auto *step = static_cast<DdlStep *>(arg);
+    if (SPI_processed != 1)
+        return;
+    step->found = true;
+    // Copied out of SPI's memory, which SPI_finish releases.
+    char *name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    char *type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+    auto copy = [](const char *v) -> char * {
+        if (v == nullptr)
+            return nullptr;
+        size_t len = strlen(v) + 1;
+        char *out = static_cast<char *>(SPI_palloc(len));
+        memcpy(out, v, len);
+        return out;
+    };
+    step->new_name = copy(name);
+    step->new_type = copy(type);
+}
+
+DdlColumn FollowDdlColumns(Relation rel, const char *name, const char *type) {
+    DdlColumn out = {false, InvalidAttrNumber};
+    const char *cur_name = name, *cur_type = type;
+    // A column renamed or retyped again: follow it, a few steps at most.
+    for (int step = 0; step < 16; step++) {
+        DdlStep st = {false, nullptr, nullptr};
+        Oid types[3] = {OIDOID, TEXTOID, TEXTOID};
+        Datum values[3] = {ObjectIdGetDatum(RelationGetRelid(rel)), CStringGetTextDatum(cur_name),
+                           CStringGetTextDatum(cur_type)};
+        spi::Statement q;
+        q.sql = "SELECT new_name, new_type FROM gsb.ddl_columns "
+                "WHERE relid = $1 AND attname = $2 AND old_type = $3 "
+                "ORDER BY at DESC LIMIT 1";
+        q.nargs = 3;
+        q.types = types;
+        q.values = values;
+        q.read_only = false;
+        q.failure = "could not read gsb.ddl_columns";
+        bool pushed = EnsureSnapshot();
+        spi::Execute(q, ReadDdlStep, &st);
+        if (pushed)
+            PopActiveSnapshot();
+        if (!st.found)
+            return out;
+        if (st.new_name == nullptr) {
+            out.dropped = true;
+            return out;
+        }
+        cur_name = st.new_name;
+        cur_type = st.new_type;
+        AttrNumber attnum = attnameAttNum(rel, cur_name, false);
+        if (attnum > 0) {
+            Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+            if (strcmp(format_type_be(att->atttypid), cur_type) == 0) {
+                out.attnum = attnum;
+                return out;
+            }
+        }
+    }
+    return out;
+}
+
+// The transactions of the most recent replicated DDL commands here, read
+// again whenever a relation map entry resolves (every command that rewrites
+// a table invalidates it first).
+constexpr int kDdlXids = 16;
+TransactionId ddl_xids[kDdlXids];
+int n_ddl_xids = 0;
+
+void ReadDdlXids(void *) {
+    n_ddl_xids = 0;
+    for (uint64 i = 0; i < SPI_processed && n_ddl_xids < kDdlXids; i++) {
+        char *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+        if (v == nullptr)
+            continue;
+        uint64 full = strtoull(v, nullptr, 10);
+        ddl_xids[n_ddl_xids++] = static_cast<TransactionId>(full & 0xFFFFFFFFu);
+    }
+}
+
+void LoadDdlXids() {
+    bool pushed = EnsureSnapshot();
+    spi::Statement q;
+    q.sql = "SELECT xid::pg_catalog.text FROM gsb.ddl_log ORDER BY id DESC LIMIT 16";
+    q.read_only = false;
+    q.failure = "could not read gsb.ddl_log";
+    spi::Execute(q, ReadDdlXids, nullptr);
+    if (pushed)
+        PopActiveSnapshot();
 }
 
 void ApplyErrorCallback(void *arg) {
@@ -144,9 +264,57 @@ void ResolveEntry(Session *s, RelMapEntry *e, ErrorContextArg *ctx) {
     e->recv_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(natts, 1)));
     e->fast = static_cast<uint8 *>(palloc0(sizeof(uint8) * Max(natts, 1)));
     bool *mapped = static_cast<bool *>(palloc0(sizeof(bool) * Max(natts, 1)));
+    e->conv = static_cast<bool *>(palloc0(sizeof(bool) * Max(e->ncols, 1)));
+    e->conv_recv = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * Max(e->ncols, 1)));
+    e->conv_recv_ioparam = static_cast<Oid *>(palloc0(sizeof(Oid) * Max(e->ncols, 1)));
+    e->conv_out = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * Max(e->ncols, 1)));
     for (int i = 0; i < e->ncols; i++) {
         ctx->remote_col = i;
         int attnum = attnameAttNum(rel, e->colnames[i], false);
+        bool same_type =
+            attnum > 0 &&
+            strcmp(format_type_be(TupleDescAttr(desc, attnum - 1)->atttypid), e->typnames[i]) == 0;
+        if (!same_type) {
+            // Not as the peer describes it: a replicated DDL may have
+            // changed it here after the peer wrote this row.
+            DdlColumn d = FollowDdlColumns(rel, e->colnames[i], e->typnames[i]);
+            if (d.dropped) {
+                e->attmap[i] = -1;
+                continue;
+            }
+            if (d.attnum != InvalidAttrNumber) {
+                attnum = d.attnum;
+                Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+                if (strcmp(format_type_be(att->atttypid), e->typnames[i]) != 0) {
+                    Oid old_type = InvalidOid;
+                    int32 old_typmod = -1;
+                    parseTypeString(e->typnames[i], &old_type, &old_typmod, true);
+                    if (!OidIsValid(old_type))
+                        ereport(ERROR,
+                                (errcode(ERRCODE_DATATYPE_MISMATCH),
+                                 errmsg("gsb: column \"%s\" of table \"%s.%s\" was of type %s "
+                                        "before a replicated DDL, and that type is gone here",
+                                        e->colnames[i], e->nspname, e->relname, e->typnames[i])));
+                    Oid fn;
+                    bool varlena;
+                    getTypeBinaryInputInfo(old_type, &fn, &e->conv_recv_ioparam[i]);
+                    fmgr_info_cxt(fn, &e->conv_recv[i], e->cxt);
+                    getTypeOutputInfo(old_type, &fn, &varlena);
+                    fmgr_info_cxt(fn, &e->conv_out[i], e->cxt);
+                    e->conv[i] = true;
+                }
+                Form_pg_attribute a = TupleDescAttr(desc, attnum - 1);
+                if (a->attgenerated)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                             errmsg("gsb: column \"%s\" of table \"%s.%s\" is generated on this "
+                                    "site but not on peer \"%s\"",
+                                    NameStr(a->attname), e->nspname, e->relname, s->peer_name)));
+                e->attmap[i] = attnum - 1;
+                mapped[attnum - 1] = true;
+                continue;
+            }
+        }
         if (attnum == InvalidAttrNumber)
             ereport(ERROR,
                     (errcode(ERRCODE_UNDEFINED_COLUMN),
@@ -210,12 +378,43 @@ void ResolveEntry(Session *s, RelMapEntry *e, ErrorContextArg *ctx) {
     table_close(rel, NoLock);
     e->localrelid = relid;
     e->resolved = true;
+    LoadDdlXids();
+}
+
+bool WrittenByReplicatedDdl(TransactionId xmin) {
+    if (!TransactionIdIsNormal(xmin))
+        return false;
+    // gsb.ddl_log.xid is the (sub)transaction the command ran in: the xmin
+    // its rewrite left.
+    for (int i = 0; i < n_ddl_xids; i++)
+        if (TransactionIdEquals(xmin, ddl_xids[i]))
+            return true;
+    return false;
 }
 
 // Converts one remote value into the slot's column.
 void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_pg_attribute att,
                 Datum *value, bool *isnull) {
     int j = e->attmap[remote_col];
+    if (e->conv[remote_col] && v.kind == protocol::ValueKind::kBinary) {
+        // A value of the column's type before a replicated DDL changed it:
+        // through the old type's text form, as ALTER ... TYPE converted
+        // the rows that were here.
+        int len = static_cast<int>(v.data.size());
+        StringInfoData buf;
+        buf.data = static_cast<char *>(palloc(len + 1));
+        memcpy(buf.data, v.data.data(), len);
+        buf.data[len] = '\0';
+        buf.len = len;
+        buf.maxlen = len + 1;
+        buf.cursor = 0;
+        Datum old = ReceiveFunctionCall(&e->conv_recv[remote_col], &buf,
+                                        e->conv_recv_ioparam[remote_col], -1);
+        char *text = OutputFunctionCall(&e->conv_out[remote_col], old);
+        *value = InputFunctionCall(&e->in_fn[j], text, e->in_ioparam[j], att->atttypmod);
+        *isnull = false;
+        return;
+    }
     switch (v.kind) {
     case protocol::ValueKind::kNull:
         *value = (Datum)0;
@@ -285,6 +484,8 @@ void FillSlot(RelMapEntry *e, Relation rel, EState *estate, TupleTableSlot *slot
     }
     for (int i = 0; i < e->ncols; i++) {
         int j = e->attmap[i];
+        if (j < 0)
+            continue; // dropped here by a replicated DDL: discarded
         ctx->remote_col = i;
         const protocol::Value &v = tuple.values[i];
         if (v.kind == protocol::ValueKind::kUnchangedToast && base == nullptr)

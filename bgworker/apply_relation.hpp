@@ -34,7 +34,8 @@ struct RelMapEntry {
     // The local table, resolved at first use and after invalidation.
     bool resolved;
     Oid localrelid;
-    int *attmap; // remote column -> local attribute index (0-based)
+    int *attmap; // remote column -> local attribute index (0-based); -1: a column
+                 // that a replicated DDL dropped here, whose values are discarded
     int local_natts;
     FmgrInfo *in_fn; // text input function per local attribute
     Oid *in_ioparam;
@@ -42,6 +43,13 @@ struct RelMapEntry {
     Oid *recv_ioparam;
     uint8 *fast;   // per local attribute: a values::Direct kind (kNone: receive function)
     Oid key_index; // the table's key (catalog::KeyIndex)
+    // Per remote column: its values are of the type that a replicated DDL
+    // changed here (gsb.ddl_columns), and are converted through the old
+    // type's text form; conv_* are the old type's functions.
+    bool *conv;
+    FmgrInfo *conv_recv;
+    Oid *conv_recv_ioparam;
+    FmgrInfo *conv_out;
 };
 
 // Error context: which peer, transaction, relation and column.
@@ -80,5 +88,12 @@ void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_p
 void FillSlot(RelMapEntry *e, Relation rel, EState *estate, TupleTableSlot *slot,
               const protocol::Tuple &tuple, TupleTableSlot *base, bool with_defaults,
               ErrorContextArg *ctx);
+
+// Whether xmin is the (sub)transaction that ran a replicated
+// DDL command here (gsb.ddl_log.xid, the most recent ones). A command that
+// rewrites a table stamps every row with its xmin: such a row was not
+// changed by a user then, and the conflict rules must not weigh it as a
+// local change made at the command's commit time.
+bool WrittenByReplicatedDdl(TransactionId xmin);
 
 } // namespace gsb::apply

@@ -364,6 +364,8 @@ void ApplyUpdate(Session *s, RelMapEntry *e, Relation rel, const protocol::Messa
         if (v.kind == protocol::ValueKind::kUnchangedToast)
             continue;
         int j = e->attmap[i];
+        if (j < 0)
+            continue; // dropped here by a replicated DDL (never a key column)
         ctx->remote_col = i;
         StoreValue(e, i, v, TupleDescAttr(desc, j), &key->tts_values[j], &key->tts_isnull[j]);
     }

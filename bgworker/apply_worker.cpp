@@ -94,6 +94,42 @@ void CheckEncoding(PeerConnection &repl) {
                     {}, "Create the databases of both sites with the same encoding.");
 }
 
+// The peer ended the stream. When its walsender stopped with an error (its
+// output plugin refused something, e.g. a DDL message for a receiver that
+// asked for an older protocol version), that error is what gsb.status must
+// show, with its SQLSTATE: it is read for up to a second, never waited for
+// longer (the peer is untrusted).
+[[noreturn]] void ThrowStreamEnd(PeerConnection &repl) {
+    PGconn *conn = repl.conn();
+    for (int i = 0; i < 20 && conn != nullptr; i++) {
+        if (PQconsumeInput(conn) == 0)
+            break;
+        if (!PQisBusy(conn)) {
+            PgResult r(PQgetResult(conn));
+            if (r.get() == nullptr || PQresultStatus(r.get()) != PGRES_FATAL_ERROR)
+                break;
+            const char *state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+            const char *msg = PQresultErrorField(r.get(), PG_DIAG_MESSAGE_PRIMARY);
+            const char *detail = PQresultErrorField(r.get(), PG_DIAG_MESSAGE_DETAIL);
+            const char *hint = PQresultErrorField(r.get(), PG_DIAG_MESSAGE_HINT);
+            int code = ERRCODE_CONNECTION_FAILURE;
+            if (state != nullptr && strlen(state) == 5)
+                code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+            throw Error(code,
+                        std::string("the peer ended the replication stream: ") +
+                            (msg != nullptr ? msg : "an error"),
+                        detail != nullptr ? detail : "", hint != nullptr ? hint : "");
+        }
+        PgCall([&] {
+            (void)WaitLatchOrSocket(
+                MyLatch, WL_SOCKET_READABLE | WL_TIMEOUT | WL_LATCH_SET | WL_EXIT_ON_PM_DEATH,
+                PQsocket(conn), 50, PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+        });
+    }
+    throw Error(ERRCODE_CONNECTION_FAILURE, "the peer ended the replication stream");
+}
+
 // One row of gsb.peers and what the worker needs about this site.
 struct PeerConfig {
     bool exists = false;
@@ -723,7 +759,7 @@ void ApplyWorker::Stream(PeerConnection &repl) {
             continue;
         }
         if (len < 0)
-            throw Error(ERRCODE_CONNECTION_FAILURE, "the peer ended the replication stream");
+            ThrowStreamEnd(repl);
         TimestampTz now = Now();
         long silent = TimestampDifferenceMilliseconds(last_message_at_, now);
         if (guc_apply_timeout_ms > 0 && silent > guc_apply_timeout_ms)
@@ -811,6 +847,16 @@ void ApplyWorker::ApplyMessage(PeerConnection &repl) {
         PgCall([&] {
             MemoryContext old = MemoryContextSwitchTo(ctx);
             apply::HandleChange(&session_, msg_);
+            MemoryContextSwitchTo(old);
+            MemoryContextReset(ctx);
+        });
+        break;
+    case protocol::MsgType::kDdl:
+        if (!in_txn_)
+            throw protocol::ProtocolError("DDL outside a transaction");
+        PgCall([&] {
+            MemoryContext old = MemoryContextSwitchTo(ctx);
+            apply::HandleDdl(&session_, msg_);
             MemoryContextSwitchTo(old);
             MemoryContextReset(ctx);
         });

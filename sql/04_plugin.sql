@@ -98,5 +98,20 @@ SELECT get_byte(data, 0) = ascii('B') AS begins, get_byte(data, length(data) - 1
 SELECT count(*) AS messages, string_agg(chr(get_byte(data, 0)), '') AS types
   FROM pg_logical_slot_get_binary_changes('plug', NULL, NULL, 'binary', 'on');
 
+-- gsb.replicate_ddl: the command travels at its place in its transaction
+-- (it is a row of gsb.ddl_log), and the table is described again in its new
+-- shape at its next change. A receiver that asked for version 2 gets an
+-- error instead of a stream without the command.
+BEGIN;
+INSERT INTO kinds (id) VALUES (60);
+SELECT gsb.replicate_ddl('ALTER TABLE kinds ADD COLUMN added int DEFAULT 7');
+INSERT INTO kinds (id) VALUES (61);
+COMMIT;
+SELECT try($q$SELECT data FROM pg_logical_slot_peek_changes('plug', NULL, NULL, 'format', 'text', 'proto_version', '2')$q$);
+SELECT regexp_replace(data, 'role=\S+', 'role=R') AS data
+  FROM pg_logical_slot_get_changes('plug', NULL, NULL, 'format', 'text');
+ALTER TABLE kinds DROP COLUMN added;
+SELECT count(*) AS messages FROM pg_logical_slot_get_changes('plug', NULL, NULL, 'format', 'text');
+
 SELECT pg_drop_replication_slot('plug');
 DROP TABLE big, not_replicated;

@@ -152,6 +152,25 @@ SELECT bad($q$SELECT gsb.replicate_table('bi_parted')$q$);
 SELECT bad($q$SELECT gsb.replicate_table('bi_ok_pkey')$q$);
 SELECT bad($q$SELECT gsb.replicate_table('pg_class')$q$);
 SELECT bad($q$SELECT gsb.replicate_table('information_schema.sql_features')$q$);
+
+------------------------------------------------------------------------------
+-- gsb.replicate_ddl(command): DDL only; a command that fails here is never
+-- sent (its error gets a hint saying so). Needs no site.
+------------------------------------------------------------------------------
+SELECT bad($q$SELECT gsb.replicate_ddl(NULL)$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl(' ; ')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('SELECT 1')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('INSERT INTO bi_ok VALUES (1)')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('CREATE INDEX ON bi_ok (v); DELETE FROM bi_ok')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('BEGIN')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('not a command')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('ALTER TABLE no_such_table ADD COLUMN c int')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('CREATE INDEX CONCURRENTLY ON bi_ok (v)')$q$);
+SELECT bad($q$SELECT gsb.replicate_ddl('CREATE TEMP TABLE bi_ddl_temp (id int)')$q$);
+-- Nothing of those ran, and nothing was recorded.
+SELECT count(*) AS ddl_logged FROM gsb.ddl_log;
+SELECT count(*) AS bi_ok_indexes FROM pg_indexes WHERE tablename = 'bi_ok';
 SELECT bad($q$SELECT gsb.replicate_table('gsb.site')$q$);
 SELECT bad($q$SELECT gsb.replicate_table('gsb.peers')$q$);
 SELECT bad($q$SELECT gsb.replicate_table('gsb.tables')$q$);

@@ -4,7 +4,10 @@
 // in the gsb wire protocol (protocol.hpp) or, with option format 'text', in a
 // readable form rendered from that same protocol. Changes that carry a
 // replication origin were applied by a gsb worker and are never sent, so
-// nothing loops between sites.
+// nothing loops between sites. A row that gsb.replicate_ddl writes into
+// gsb.ddl_log goes out as a DDL message at its place in the transaction
+// (protocol version 3); a table that changes shape is described again at its
+// next change (relcache invalidation).
 //
 // Not for: applying changes (bgworker/) or the daily copy.
 #include "pg.hpp"
@@ -71,6 +74,7 @@ struct RelEntry {
     Oid relid; // hash key
     bool valid;
     bool replicated;
+    bool ddl_log; // gsb.ddl_log: its inserts travel as DDL messages
     bool schema_sent;
     int natts;        // attributes of the relation, dropped ones included
     bool *send_att;   // not dropped, not generated
@@ -391,6 +395,7 @@ RelEntry *GetRelEntry(Relation rel, bool binary_values) {
         return e;
 
     e->replicated = catalog::LookupTableMode(relid) == catalog::TableMode::kRealtime;
+    e->ddl_log = relid == catalog::GsbRelation("ddl_log");
     if (e->send_att) {
         pfree(e->send_att);
         pfree(e->out_binary);
@@ -526,10 +531,53 @@ void CommitTxn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr co
     Emit(ctx, st, true, true);
 }
 
+// gsb.replicate_ddl wrote a row of gsb.ddl_log: the command it ran travels as
+// a DDL message at this point of the transaction. A row, not a logical
+// decoding message: pg_logical_emit_message is open to every user, while
+// only gsb.replicate_ddl writes gsb.ddl_log (its owner's rights), so a
+// message cannot be forged to run a command on the peer.
+void SendDdl(LogicalDecodingContext *ctx, PluginState *st, ReorderBufferTXN *txn, Relation rel,
+             HeapTuple tuple) {
+    if (st->proto_version < protocol::kDdlVersion)
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("gsb output plugin: a DDL command from gsb.replicate_ddl needs protocol "
+                        "version %u, and the receiver asked for version %u",
+                        protocol::kDdlVersion, st->proto_version),
+                 errdetail("The command is not left out: the stream stops here until the "
+                           "receiver speaks version %u.",
+                           protocol::kDdlVersion),
+                 errhint("Upgrade gsb on the peer first; then it resumes by itself.")));
+    TupleDesc desc = RelationGetDescr(rel);
+    // gsb.ddl_log(id, at, role, search_path, command, origin)
+    bool null_role = false, null_path = false, null_command = false;
+    Datum role = heap_getattr(tuple, 3, desc, &null_role);
+    Datum path = heap_getattr(tuple, 4, desc, &null_path);
+    Datum command = heap_getattr(tuple, 5, desc, &null_command);
+    if (null_role || null_command)
+        return; // not written by gsb.replicate_ddl (NOT NULL columns)
+    MemoryContext old = MemoryContextSwitchTo(st->change_ctx);
+    SendBeginIfNeeded(ctx, st, txn);
+    char *role_s = TextDatumGetCString(role);
+    char *path_s = null_path ? pstrdup("") : TextDatumGetCString(path);
+    char *command_s = TextDatumGetCString(command);
+    StringInfoSink sink{Target(ctx, st, true)};
+    PgWriter w(sink);
+    w.Ddl(role_s, path_s, command_s);
+    Emit(ctx, st, true);
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(st->change_ctx);
+}
+
 void Change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rel,
             ReorderBufferChange *change) {
     auto *st = State(ctx);
     RelEntry *e = GetRelEntry(rel, st->binary_values);
+    if (e->ddl_log && change->action == REORDER_BUFFER_CHANGE_INSERT &&
+        change->data.tp.newtuple != nullptr) {
+        SendDdl(ctx, st, txn, rel, &change->data.tp.newtuple->tuple);
+        return;
+    }
     if (!e->replicated) {
         SkippedChange(ctx, st);
         return;

@@ -236,6 +236,20 @@ void DecodeFrom(Cursor &c, Message &out) {
             out.relids[i] = c.U32();
         break;
     }
+    case static_cast<uint8_t>(MsgType::kDdl): {
+        out.type = MsgType::kDdl;
+        uint8_t flags = c.U8();
+        if (flags != 0)
+            c.Fail("unknown ddl flags " + std::to_string(flags));
+        out.role = c.Str();
+        if (out.role.empty())
+            c.Fail("ddl without a role");
+        out.search_path = c.Str();
+        out.command = c.Str();
+        if (out.command.empty())
+            c.Fail("ddl without a command");
+        break;
+    }
     default:
         c.Fail("unknown message type " + std::to_string(type));
     }
@@ -441,6 +455,14 @@ std::string TextRenderer::Render(const Message &msg) {
             out += " cascade";
         break;
     }
+    case MsgType::kDdl:
+        out = "DDL role=";
+        out.append(msg.role);
+        out += " search_path=";
+        AppendQuoted(out, msg.search_path);
+        out += ": ";
+        out.append(msg.command);
+        break;
     }
     return out;
 }

@@ -10,7 +10,7 @@
 // fuzzed on its own. Bytes from the peer are untrusted: every length, count
 // and tag is checked, and any violation throws ProtocolError.
 //
-// Format (version 2). Integers are big-endian; a string is a u32 length and
+// Format (version 3). Integers are big-endian; a string is a u32 length and
 // that many bytes. Each logical-decoding message is one of:
 //   'B' begin     u64 final_lsn, i64 commit_time, u32 xid, str origin_site
 //   'C' commit    u8 flags(0), u64 commit_lsn, u64 end_lsn, i64 commit_time
@@ -21,6 +21,9 @@
 //   'U' update    u32 relid, u8 'K'+tuple (old key) | u8 'N', tuple (new)
 //   'D' delete    u32 relid, tuple (old key)
 //   'T' truncate  u8 flags(1=cascade,2=restart identity), u32 n, n x u32 relid
+//   'Q' ddl       u8 flags(0), str role, str search_path, str command
+//                 (version 3: gsb.replicate_ddl; the receiver runs command,
+//                 at this point of the transaction, as that role)
 // tuple: u16 n, n x { 'n' null | 'u' unchanged TOAST | 't' str text
 //                     | 'b' str binary (typsend) }
 // Times are PostgreSQL timestamps: microseconds since 2000-01-01 UTC.
@@ -30,7 +33,9 @@
 // messages back to back, up to about kBatchBytes, always ending at a commit
 // or at a message boundary; the SQL functions (pg_logical_slot_*_changes)
 // still give one message per row. Messages are self-delimiting, so the reader
-// takes them one at a time with DecodeNext().
+// takes them one at a time with DecodeNext(). Version 3 adds 'Q': a sender
+// whose receiver asked for an older version refuses to send one (it stops
+// with an error naming both versions) instead of leaving it out.
 #pragma once
 
 #include <cstddef>
@@ -42,7 +47,9 @@
 
 namespace gsb::protocol {
 
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;
+// The first version that carries 'Q' (replicated DDL).
+inline constexpr uint32_t kDdlVersion = 3;
 inline constexpr uint32_t kMinVersion = 1;
 // Version 2: a walsender sends what it has gathered once it is this large (and
 // at every commit): one send and one receive per batch instead of per change.
@@ -63,6 +70,7 @@ enum class MsgType : uint8_t {
     kUpdate = 'U',
     kDelete = 'D',
     kTruncate = 'T',
+    kDdl = 'Q',
 };
 
 enum class ValueKind : uint8_t {
@@ -116,6 +124,10 @@ struct Message {
     // truncate
     uint8_t truncate_flags = 0;
     std::vector<uint32_t> relids;
+    // ddl
+    std::string_view role;        // runs as the role of this name
+    std::string_view search_path; // with this search_path
+    std::string_view command;     // the DDL, as given to gsb.replicate_ddl
 };
 
 // ---------------------------------------------------------------------------
@@ -177,6 +189,14 @@ template <typename Sink> class Writer {
         U32(n);
         for (uint32_t i = 0; i < n; i++)
             U32(relids[i]);
+    }
+    // A DDL command to run at this point of the transaction, as role.
+    void Ddl(std::string_view role, std::string_view search_path, std::string_view command) {
+        U8(static_cast<uint8_t>(MsgType::kDdl));
+        U8(0);
+        Str(role);
+        Str(search_path);
+        Str(command);
     }
     // A tuple is TupleHeader followed by exactly ncols values.
     void TupleHeader(uint16_t ncols) { U16(ncols); }

@@ -82,6 +82,9 @@ std::string Encode(const Message &m) {
     case MsgType::kTruncate:
         w.Truncate(m.truncate_flags, m.relids.data(), static_cast<uint32_t>(m.relids.size()));
         break;
+    case MsgType::kDdl:
+        w.Ddl(m.role, m.search_path, m.command);
+        break;
     }
     return out;
 }

@@ -120,6 +120,10 @@ inline std::vector<std::pair<std::string, std::string>> Messages() {
                  w.Null();
          })},
         {"truncate", Write([&](W &w) { w.Truncate(both_flags, relids, 2); })},
+        {"ddl", Write([](W &w) {
+             w.Ddl("app_owner", "\"$user\", public", "ALTER TABLE t ADD COLUMN c int DEFAULT 7");
+         })},
+        {"ddl-empty-path", Write([&](W &w) { w.Ddl(not_utf8, "", nul); })},
     };
 }
 

@@ -233,6 +233,59 @@ TEST(WriterBytes, Truncate) {
               Hex("54 01 00000002 00000001 01020304"));
 }
 
+TEST(WriterBytes, Ddl) {
+    EXPECT_EQ(ToHex(Build([](W &w) { w.Ddl("ab", "p", "X;"); })),
+              Hex("51 00 00000002 6162 00000001 70 00000002 583b"));
+}
+
+TEST(Version, DdlNeedsVersionThree) {
+    // The 'Q' message is new in version 3; a sender refuses it to older
+    // receivers, so the versions must say so.
+    EXPECT_EQ(kVersion, 3u);
+    EXPECT_EQ(kDdlVersion, 3u);
+    EXPECT_EQ(kMinVersion, 1u);
+}
+
+TEST(RoundTrip, Ddl) {
+    const std::string nul("a\0b", 3);
+    std::string bytes =
+        Build([&](W &w) { w.Ddl("app owner", "\"$user\", public", "ALTER TABLE t ADD c int"); });
+    Message m;
+    Decode(bytes, m);
+    EXPECT_EQ(m.type, MsgType::kDdl);
+    EXPECT_EQ(m.role, "app owner");
+    EXPECT_EQ(m.search_path, "\"$user\", public");
+    EXPECT_EQ(m.command, "ALTER TABLE t ADD c int");
+    // An empty search_path and bytes of any value travel as they are.
+    std::string other = Build([&](W &w) { w.Ddl(nul, "", nul); });
+    Decode(other, m); // the views point into other
+    EXPECT_EQ(m.role, nul);
+    EXPECT_EQ(m.search_path, "");
+    EXPECT_EQ(m.command, nul);
+}
+
+TEST(Malformed, DdlFlagsRoleAndCommand) {
+    auto error = [](const std::string &bytes) {
+        Message m;
+        try {
+            Decode(bytes, m);
+        } catch (const ProtocolError &e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    std::string ok = Build([](W &w) { w.Ddl("r", "", "X"); });
+    for (char flags : {'\x01', '\x80', '\xff'}) {
+        std::string bad = ok;
+        bad[1] = flags;
+        EXPECT_NE(error(bad).find("unknown ddl flags"), std::string::npos);
+    }
+    EXPECT_NE(error(Build([](W &w) { w.Ddl("", "", "X"); })).find("ddl without a role"),
+              std::string::npos);
+    EXPECT_NE(error(Build([](W &w) { w.Ddl("r", "", ""); })).find("ddl without a command"),
+              std::string::npos);
+}
+
 // ---------------------------------------------------------------------------
 // Version 2 batches: several messages back to back, read with DecodeNext().
 // ---------------------------------------------------------------------------
@@ -674,6 +727,7 @@ std::vector<std::pair<std::string, std::string>> ValidMessages() {
              w.Null();
          })},
         {"truncate", Build([&](W &w) { w.Truncate(3, relids, 2); })},
+        {"ddl", Build([](W &w) { w.Ddl("r", "", "CREATE INDEX ON t (v)"); })},
     };
 }
 
@@ -1103,6 +1157,14 @@ TEST(Text, Truncate) {
     EXPECT_EQ(truncate(kTruncateCascade, relids, 1), "TRUNCATE: public.t cascade");
     EXPECT_EQ(truncate(kTruncateRestartIdentity, relids + 1, 1), "TRUNCATE: other.u restart_seqs");
     EXPECT_EQ(truncate(3, relids, 2), "TRUNCATE: public.t other.u restart_seqs cascade");
+}
+
+TEST(Text, Ddl) {
+    Renderer r;
+    EXPECT_EQ(r.Write([](W &w) { w.Ddl("alice", "app, public", "CREATE INDEX ON t (v)"); }),
+              "DDL role=alice search_path='app, public': CREATE INDEX ON t (v)");
+    EXPECT_EQ(r.Write([](W &w) { w.Ddl("bob", "it's", "DROP INDEX i"); }),
+              "DDL role=bob search_path='it''s': DROP INDEX i");
 }
 
 TEST(Text, QuotingOfText) {
