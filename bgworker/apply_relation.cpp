@@ -93,6 +93,9 @@ void ReadDdlStep(void *arg) {
 DdlColumn FollowDdlColumns(Relation rel, const char *name, const char *type) {
     DdlColumn out = {false, InvalidAttrNumber};
     const char *cur_name = name, *cur_type = type;
+    // A 0.1 catalog (before ALTER EXTENSION gsb UPDATE) has no replicated DDL.
+    if (!OidIsValid(catalog::GsbRelation("ddl_columns")))
+        return out;
     // A column renamed or retyped again: follow it, a few steps at most.
     for (int step = 0; step < 16; step++) {
         DdlStep st = {false, nullptr, nullptr};
@@ -151,6 +154,10 @@ void ReadDdlXids(void *) {
 }
 
 void LoadDdlXids() {
+    n_ddl_xids = 0;
+    // A 0.1 catalog (before ALTER EXTENSION gsb UPDATE) has no replicated DDL.
+    if (!OidIsValid(catalog::GsbRelation("ddl_log")))
+        return;
     bool pushed = EnsureSnapshot();
     spi::Statement q;
     q.sql = "SELECT xid::pg_catalog.text FROM gsb.ddl_log ORDER BY id DESC LIMIT 16";

@@ -37,3 +37,36 @@ ALTER TABLE gsb.site_events DROP CONSTRAINT site_events_reason_check,
     ADD CONSTRAINT site_events_reason_check CHECK (reason IN ('automatic failover', 'manual failover',
         'failback', 'maintenance start', 'maintenance end', 'late arrival', 'split brain', 'fenced',
         'unfenced'));
+
+-- gsb.replicate_ddl (36_ddl.sql): the commands run here, which travel in the
+-- stream, and the columns they dropped, renamed or retyped.
+CREATE TABLE gsb.ddl_log (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    role text NOT NULL,          -- the role the command ran as (the caller's current_user)
+    search_path text NOT NULL,   -- and its search_path
+    command text NOT NULL,
+    origin text,                 -- NULL: called here; else the peer it came from
+    -- the (sub)transaction that ran it: a command that rewrites a table
+    -- (ALTER COLUMN ... TYPE) leaves this xmin on every row, and the apply
+    -- worker does not take such a row for a local change that conflicts with
+    -- the peer's (the row's own last change is older than the command)
+    xid xid8 NOT NULL
+);
+
+-- Columns of realtime tables that a replicated command dropped (new_name
+-- NULL), renamed or gave another type. Rows that the peer sent before it ran
+-- the same command still describe the old columns: the apply worker maps
+-- them through this table (a dropped column's value is discarded, a renamed
+-- column's goes to its new name, a value of the old type is converted
+-- through its text form); a column the peer sends that is missing here and
+-- not listed stays the schema-drift error it always was.
+CREATE TABLE gsb.ddl_columns (
+    relid oid NOT NULL,
+    attname text NOT NULL,
+    old_type text NOT NULL,
+    new_name text,
+    new_type text,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ddl_columns_relid_idx ON gsb.ddl_columns (relid, attname);
