@@ -27,6 +27,7 @@ extern "C" {
 #include "apply_relation.hpp"
 #include "apply_rows.hpp"
 #include "ddl.hpp"
+#include "gsb.hpp"
 
 namespace gsb::apply {
 
@@ -154,6 +155,18 @@ void HandleDdl(Session *s, const protocol::Message &msg) {
                  errhint("Create the role on this site, with the rights the command needs and "
                          "membership in gsb_admin; the apply resumes by itself.")));
     ddl::CheckAdmin(roleid, psprintf("role \"%s\"", role));
+    // gsb.ddl_from_peer: how far this site trusts the peer's choice of role.
+    if (guc_ddl_from_peer == static_cast<int>(DdlFromPeer::kOff) ||
+        (guc_ddl_from_peer == static_cast<int>(DdlFromPeer::kAdmin) && superuser_arg(roleid)))
+        ereport(ERROR,
+                (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                 errmsg("gsb: replicated DDL from peer \"%s\" as role \"%s\" is not allowed here "
+                        "(gsb.ddl_from_peer = %s)",
+                        s->peer_name, role,
+                        guc_ddl_from_peer == static_cast<int>(DdlFromPeer::kOff) ? "off" : "admin"),
+                 errhint("The stream waits here (a replicated command is never skipped): "
+                         "allow it with gsb.ddl_from_peer and a reload, and the apply resumes "
+                         "by itself.")));
     PushActiveSnapshot(GetTransactionSnapshot());
     ddl::Run(command, roleid, path, s->peer_name);
     PopActiveSnapshot();

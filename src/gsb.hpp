@@ -26,6 +26,9 @@ extern bool guc_record_conflicts;
 extern int guc_clock_warning_ms;
 // Client writes to realtime tables on a site that is not active are refused.
 extern bool guc_fence_writes;
+// Which roles DDL from the peer (gsb.replicate_ddl there) may run as here.
+enum class DdlFromPeer { kOff = 0, kAdmin = 1, kOn = 2 };
+extern int guc_ddl_from_peer;
 
 // True when `point` is named in gsb.fault_injection (a test hook; superuser).
 // Only the test build (GSB_TEST_HOOKS) has the setting; in the default build

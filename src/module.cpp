@@ -42,6 +42,7 @@ int guc_site_events_retention_s = 90 * 86400;
 bool guc_record_conflicts = true;
 int guc_clock_warning_ms = 1000;
 bool guc_fence_writes = false;
+int guc_ddl_from_peer = static_cast<int>(DdlFromPeer::kOn);
 
 #ifdef GSB_TEST_HOOKS
 bool FaultInjected(const char *point) {
@@ -148,6 +149,20 @@ void DefineGucs() {
                             nullptr, nullptr, nullptr);
     // Server-wide (SIGHUP), not per session: a client must not be able to
     // turn it off for itself.
+    // A peer's replicated DDL runs here as the role it names; a site that
+    // would not let a compromised peer name a superuser sets admin (or off).
+    static const struct config_enum_entry kDdlFromPeer[] = {
+        {"on", static_cast<int>(DdlFromPeer::kOn), false},
+        {"admin", static_cast<int>(DdlFromPeer::kAdmin), false},
+        {"off", static_cast<int>(DdlFromPeer::kOff), false},
+        {nullptr, 0, false}};
+    DefineCustomEnumVariable("gsb.ddl_from_peer",
+                             "Which roles DDL replicated from the peer may run as on this site.",
+                             "on: superusers and members of gsb_admin; admin: members of gsb_admin "
+                             "that are not superusers; off: none (every replicated DDL command is "
+                             "an apply error).",
+                             &guc_ddl_from_peer, static_cast<int>(DdlFromPeer::kOn), kDdlFromPeer,
+                             PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable("gsb.fence_writes",
                              "Refuse client writes to realtime tables on a site that is not the "
                              "active site (or is fenced).",

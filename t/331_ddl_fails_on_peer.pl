@@ -17,6 +17,9 @@
 #   5. A receiver that asked for protocol version 1 gets no DDL message: sjc's
 #      plugin stops with an error naming both versions, shown in ams's
 #      gsb.status; once ams asks for the current version the command runs.
+#   6. gsb.ddl_from_peer = admin on ams: a command named for a superuser is an
+#      apply error (never skipped); with it back on, it runs and the rows
+#      behind it arrive.
 use strict;
 use warnings;
 use FindBin;
@@ -145,6 +148,28 @@ ok(wait_state($ams, 'sjc', 'streaming'), 'ams speaks version 3 again and streams
 wait_synced($sjc, $ams);
 is($ams->safe_psql('postgres', "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_v_idx'"), '1',
 	'ams: the index is there: the command was held back, not left out');
+
+# 6. gsb.ddl_from_peer: a site that does not let the peer name a superuser.
+# The test's own role (the caller on sjc) is a superuser.
+$ams->append_conf('postgresql.conf', "gsb.ddl_from_peer = admin");
+$ams->reload;
+$sjc->safe_psql('postgres', q{SELECT gsb.replicate_ddl('CREATE INDEX items_id_v_idx ON items (id, v)')});
+$sjc->safe_psql('postgres', "INSERT INTO items VALUES (400, 'behind the superuser command')");
+ok($ams->poll_query_until('postgres',
+		"SELECT state = 'error' AND last_error ~ 'gsb.ddl_from_peer = admin'"
+		  . " FROM gsb.status WHERE peer = 'sjc'"),
+	'ams with ddl_from_peer = admin: a superuser-named command from the peer is refused');
+is($ams->safe_psql('postgres', "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_id_v_idx'"), '0',
+	'ams: the command did not run');
+is($ams->safe_psql('postgres', 'SELECT count(*) FROM items WHERE id = 400'), '0', 'and the rows behind it wait');
+$ams->append_conf('postgresql.conf', "gsb.ddl_from_peer = on");
+$ams->reload;
+ok(wait_state($ams, 'sjc', 'streaming'), 'with ddl_from_peer = on, ams streams again');
+wait_synced($sjc, $ams);
+is($ams->safe_psql('postgres', "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_id_v_idx'"), '1',
+	'ams: the command ran once allowed, not skipped');
+is($ams->safe_psql('postgres', 'SELECT count(*) FROM items WHERE id = 400'), '1', 'and the row behind it arrived');
+
 exactly_once($sjc, $ams, 'items');
 verify_all($_) for ($sjc, $ams);
 check_logs($sjc, $ams);
