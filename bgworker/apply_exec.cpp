@@ -61,12 +61,6 @@ Relation OpenTarget(Oid relid) {
     return target;
 }
 
-// Whether a trigger fires for the apply worker's changes, which run with
-// session_replication_role = replica.
-static bool FiresOnReplica(const Trigger *t) {
-    return t->tgenabled == TRIGGER_FIRES_ALWAYS || t->tgenabled == TRIGGER_FIRES_ON_REPLICA;
-}
-
 void CheckDeferredTriggers(Relation rel) {
     TriggerDesc *td = rel->trigdesc;
     if (td == nullptr)

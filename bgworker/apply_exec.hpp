@@ -46,13 +46,26 @@ inline void RestoreUser(const SavedUser &saved) {
     SetUserIdAndSecContext(saved.userid, saved.sec_context);
 }
 
+// Whether a trigger fires for the apply worker's changes, which run with
+// session_replication_role = replica (ENABLE ALWAYS or ENABLE REPLICA).
+inline bool FiresOnReplica(const Trigger *t) {
+    return t->tgenabled == TRIGGER_FIRES_ALWAYS || t->tgenabled == TRIGGER_FIRES_ON_REPLICA;
+}
+
 // A table whose changes need nothing from the executor but the heap and its
-// indexes: no triggers, no stored generated columns. Its inserts are
-// batched, and its rows are updated and deleted without locking them first.
+// indexes: no trigger that fires for the worker (gsb's own gsb_fence_writes,
+// and every ordinary trigger, fire for local changes only), no stored
+// generated columns. Its inserts are batched, and its rows are updated and
+// deleted without locking them first.
 inline bool PlainTable(Relation rel) {
     TupleDesc desc = RelationGetDescr(rel);
-    return rel->trigdesc == nullptr &&
-           !(desc->constr != nullptr && desc->constr->has_generated_stored);
+    if (desc->constr != nullptr && desc->constr->has_generated_stored)
+        return false;
+    const TriggerDesc *td = rel->trigdesc;
+    for (int i = 0; td != nullptr && i < td->numtriggers; i++)
+        if (FiresOnReplica(&td->triggers[i]))
+            return false;
+    return true;
 }
 
 // The executor state of changes to one table, as a statement on that table
