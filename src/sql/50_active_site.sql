@@ -233,7 +233,7 @@ BEGIN
     INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term)
     VALUES (coalesce(st.active_site, gsb._primary_name()), to_site, reason, detail, st.term + 1);
     RAISE LOG 'gsb: active site is now % (%: %)', to_site, reason, coalesce(detail, '');
-    FOR p IN SELECT * FROM gsb.peers WHERE _switch.reason <> 'automatic failover' LOOP
+    FOR p IN SELECT * FROM gsb.peers WHERE _switch.reason IS DISTINCT FROM 'automatic failover' LOOP
         BEGIN
             PERFORM gsb._peer_query(p.conninfo,
                 'SELECT gsb._adopt_state($1::pg_catalog.int8, $2, $3, $4::pg_catalog.bool, $5)',
