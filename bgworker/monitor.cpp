@@ -274,6 +274,47 @@ WitnessAnswer PingWitness(std::unique_ptr<PeerConnection> &conn, std::string &co
     return a;
 }
 
+// Whether the peer is still silent now: `peer_silent` (this site's
+// heartbeats have not reached it for the failover timeout) and no heartbeat
+// of the peer has reached this site for that long either. Read at the moment
+// the lease is renewed: a heartbeat of the peer received meanwhile was
+// answered with this site's view of then and renewed the peer's lease.
+bool StillSilent(bool peer_silent) {
+    if (!peer_silent)
+        return false;
+    int64 heard_us = PgCall([] {
+        SharedState *s = Shared();
+        LWLockAcquire(s->lock, LW_SHARED);
+        int64 v = s->peer_heard_us;
+        LWLockRelease(s->lock);
+        return v;
+    });
+    return heard_us == 0 || MonotonicNowUs() - heard_us >= SilenceMs() * 1000L;
+}
+
+// The witness's evidence that the other site holds no lease for an older
+// term than this site's: it has told the witness this term, or neither the
+// witness nor this site has heard from it for its failover timeout.
+bool WitnessEvidence(const WitnessAnswer &w, long long term, bool peer_silent) {
+    return w.peer_term >= term ||
+           (peer_silent && w.peer_silent_ms >= std::max<long long>(w.peer_timeout_ms, SilenceMs()));
+}
+
+// Before the tick waits on the peer: renews (or takes) the lease from the
+// witness's answer alone, with the evidence KeepLease would find in it. A
+// heartbeat to an unreachable peer then waits out its deadline (a third of
+// the lease) without delaying the lease, so a site that has just become
+// active starts serving once the handover gap has passed. Nothing else:
+// fenced / unfenced are KeepLease's, after the tick. `peer_silent` is what
+// the previous ticks found.
+void RenewFromWitness(const LocalState &st, const WitnessAnswer &w, bool peer_silent) {
+    bool mine = !st.active.empty() && st.active == st.site;
+    if (!mine || !w.ok || w.term != st.term || w.active != st.site)
+        return;
+    long long term = std::atoll(st.term.c_str());
+    LeaseRenew(term, w.sent_us, LeaseMs(), WitnessEvidence(w, term, StillSilent(peer_silent)));
+}
+
 // After a tick with a witness: renews the lease from the answers that agree
 // that this site is active at its term, and records fenced / unfenced.
 // `peer_term`/`peer_active`: the peer's view in its heartbeat answer (empty:
@@ -284,29 +325,13 @@ void KeepLease(const LocalState &st, const WitnessAnswer &w, int64 peer_sent_us,
                bool has_witness) {
     bool mine = !st.active.empty() && st.active == st.site;
     long long term = std::atoll(st.term.c_str());
-    // Silence is read again now, after the tick's switch has committed: a
-    // heartbeat of the peer received meanwhile was answered with the old
-    // view and renewed the peer's lease.
-    if (peer_silent) {
-        int64 heard_us = PgCall([] {
-            SharedState *s = Shared();
-            LWLockAcquire(s->lock, LW_SHARED);
-            int64 v = s->peer_heard_us;
-            LWLockRelease(s->lock);
-            return v;
-        });
-        peer_silent = heard_us == 0 || MonotonicNowUs() - heard_us >= SilenceMs() * 1000L;
-    }
+    // Silence is read again now, after the tick's switch has committed.
+    peer_silent = StillSilent(peer_silent);
     bool peer_ok = mine && !peer_term.empty() && peer_term == st.term && peer_active == st.site;
     bool witness_ok = mine && w.ok && w.term == st.term && w.active == st.site;
     // The other site holds no lease for an older term: it agrees (it has
-    // this term), or it has told the witness this term, or neither the
-    // witness nor this site has heard from it for its failover timeout.
-    bool evidence =
-        peer_ok ||
-        (witness_ok && (w.peer_term >= term ||
-                        (peer_silent &&
-                         w.peer_silent_ms >= std::max<long long>(w.peer_timeout_ms, SilenceMs()))));
+    // this term), or the witness says so (WitnessEvidence).
+    bool evidence = peer_ok || (witness_ok && WitnessEvidence(w, term, peer_silent));
     if (peer_ok)
         LeaseRenew(term, peer_sent_us, LeaseMs(), evidence);
     if (witness_ok)
@@ -511,21 +536,27 @@ void Run() {
     for (;;) {
         ReloadConfigIfPending();
         std::string error;
+        bool switched = false;
         try {
             LocalState st = ReadLocal();
             if (st.ready && !st.conninfo.empty()) {
                 bool reachable = false;
                 std::vector<std::string> peer;
                 std::string peer_term, peer_active;
-                // With a witness, it is asked first: its answer renews the
-                // lease even when the peer's heartbeat then waits out its
-                // deadline.
+                // With a witness, it is asked first, and its answer renews
+                // (or takes) the lease at once (RenewFromWitness), before the
+                // peer's heartbeat may wait out its deadline.
                 bool has_witness = !st.witness_conninfo.empty();
                 WitnessAnswer witness;
                 std::string witness_error;
                 if (has_witness) {
                     witness = PingWitness(wconn, wconn_info, st, witness_error);
                     PublishWitness(witness, witness_error);
+                    TimestampTz asked = PgCall([] { return GetCurrentTimestamp(); });
+                    RenewFromWitness(st, witness,
+                                     !was_reachable &&
+                                         TimestampDifferenceMilliseconds(unreachable_since,
+                                                                         asked) >= SilenceMs());
                 } else if (wconn) {
                     wconn.reset();
                 }
@@ -636,9 +667,10 @@ void Run() {
                     {TEXTARRAYOID,
                      peer.empty() ? std::nullopt : std::optional<std::string>(peer[0])}};
                 // A peer just found unreachable is not waited for again in
-                // this tick (telling it of a failover, say): the tick must
-                // not stall on it. With a witness, the cap is
-                // the witness's deadline: the vote goes through
+                // this tick: the tick must not stall on it (an automatic
+                // failover does not tell it at once: the next heartbeat
+                // does, after the switch has committed). With a witness,
+                // the cap is the witness's deadline: the vote goes through
                 // gsb._peer_query too, and must not fail for want of time.
                 peer_query_cap_ms = reachable ? 0 : (has_witness ? WitnessDeadlineMs() : 100);
                 // A newer view that the witness holds (a term it granted)
@@ -667,6 +699,11 @@ void Run() {
                 if (after.ready)
                     KeepLease(after, witness, before_us, peer_term, peer_active,
                               !reachable && unreachable_ms >= SilenceMs(), has_witness);
+                // This site has just become active at a new term: the next
+                // tick comes at once, so that its witness ping takes the
+                // lease and its heartbeat tells the peer, without a
+                // heartbeat interval's wait.
+                switched = after.ready && after.term != st.term && after.active == after.site;
                 if (after.ready && !has_witness)
                     NoteActiveByView(after);
                 if (action && !action->empty()) {
@@ -691,7 +728,7 @@ void Run() {
                 ereport(WARNING, (errmsg("gsb site monitor: %s", msg.c_str())));
             });
         }
-        SleepOnLatch(guc_heartbeat_interval_ms);
+        SleepOnLatch(switched ? 0 : guc_heartbeat_interval_ms);
     }
 }
 

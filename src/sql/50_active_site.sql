@@ -199,7 +199,11 @@ END
 $$;
 
 -- Makes to_site the active site: a new term, an event, and the news pushed
--- to the peer at once (the monitors' heartbeats carry it otherwise).
+-- to the peer at once (the monitors' heartbeats carry it otherwise). Not
+-- for an automatic failover: the monitor has just found the primary
+-- unreachable, so waiting for it here would only hold the switch (and the
+-- new site's lease) back; the monitor's next heartbeat, which follows the
+-- commit at once, tells it.
 CREATE FUNCTION gsb._switch(to_site text, reason text, detail text, new_mode text,
                             automatic boolean DEFAULT false)
 RETURNS void
@@ -229,7 +233,7 @@ BEGIN
     INSERT INTO gsb.site_events (from_site, to_site, reason, detail, term)
     VALUES (coalesce(st.active_site, gsb._primary_name()), to_site, reason, detail, st.term + 1);
     RAISE LOG 'gsb: active site is now % (%: %)', to_site, reason, coalesce(detail, '');
-    FOR p IN SELECT * FROM gsb.peers LOOP
+    FOR p IN SELECT * FROM gsb.peers WHERE _switch.reason IS DISTINCT FROM 'automatic failover' LOOP
         BEGIN
             PERFORM gsb._peer_query(p.conninfo,
                 'SELECT gsb._adopt_state($1::pg_catalog.int8, $2, $3, $4::pg_catalog.bool, $5)',
