@@ -399,6 +399,26 @@ bool WrittenByReplicatedDdl(TransactionId xmin) {
     return false;
 }
 
+// Runs a type's receive function on exactly the bytes of one value from the
+// peer: a private, NUL-terminated copy (as receive functions expect), not
+// initStringInfo's 1 KB per value; bytes the function leaves unread are an
+// error (the peer is untrusted).
+static Datum ReceiveExact(FmgrInfo *fn, Oid ioparam, int32 typmod, const std::string_view &data) {
+    int len = static_cast<int>(data.size());
+    StringInfoData buf;
+    buf.data = static_cast<char *>(palloc(len + 1));
+    memcpy(buf.data, data.data(), len);
+    buf.data[len] = '\0';
+    buf.len = len;
+    buf.maxlen = len + 1;
+    buf.cursor = 0;
+    Datum d = ReceiveFunctionCall(fn, &buf, ioparam, typmod);
+    if (buf.cursor != buf.len)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+                        errmsg("gsb: incorrect binary data format in a value from the peer")));
+    return d;
+}
+
 // Converts one remote value into the slot's column.
 void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_pg_attribute att,
                 Datum *value, bool *isnull) {
@@ -407,16 +427,8 @@ void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_p
         // A value of the column's type before a replicated DDL changed it:
         // through the old type's text form, as ALTER ... TYPE converted
         // the rows that were here.
-        int len = static_cast<int>(v.data.size());
-        StringInfoData buf;
-        buf.data = static_cast<char *>(palloc(len + 1));
-        memcpy(buf.data, v.data.data(), len);
-        buf.data[len] = '\0';
-        buf.len = len;
-        buf.maxlen = len + 1;
-        buf.cursor = 0;
-        Datum old = ReceiveFunctionCall(&e->conv_recv[remote_col], &buf,
-                                        e->conv_recv_ioparam[remote_col], -1);
+        Datum old =
+            ReceiveExact(&e->conv_recv[remote_col], e->conv_recv_ioparam[remote_col], -1, v.data);
         char *text = OutputFunctionCall(&e->conv_out[remote_col], old);
         *value = InputFunctionCall(&e->in_fn[j], text, e->in_ioparam[j], att->atttypmod);
         *isnull = false;
@@ -441,20 +453,7 @@ void StoreValue(RelMapEntry *e, int remote_col, const protocol::Value &v, Form_p
             *isnull = false;
             return;
         }
-        // A private, NUL-terminated copy of exactly the value (as receive
-        // functions expect), not initStringInfo's 1 KB per value.
-        int len = static_cast<int>(v.data.size());
-        StringInfoData buf;
-        buf.data = static_cast<char *>(palloc(len + 1));
-        memcpy(buf.data, v.data.data(), len);
-        buf.data[len] = '\0';
-        buf.len = len;
-        buf.maxlen = len + 1;
-        buf.cursor = 0;
-        *value = ReceiveFunctionCall(&e->recv_fn[j], &buf, e->recv_ioparam[j], att->atttypmod);
-        if (buf.cursor != buf.len)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-                            errmsg("gsb: incorrect binary data format in a value from the peer")));
+        *value = ReceiveExact(&e->recv_fn[j], e->recv_ioparam[j], att->atttypmod, v.data);
         *isnull = false;
         return;
     }
