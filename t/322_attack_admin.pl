@@ -75,7 +75,11 @@ END $$;
 ALTER FUNCTION public.steal() OWNER TO tenant;});
 for my $t (qw(victim dvictim))
 {
-	$sjc->safe_psql('postgres', "SET ROLE tenant; ALTER TABLE public.$t DROP CONSTRAINT ${t}_pkey");
+	# The owner may drop triggers on its table, gsb's fence trigger too (a
+	# table with triggers cannot become a view): an attacker does so first.
+	$sjc->safe_psql('postgres',
+		"SET ROLE tenant; DROP TRIGGER IF EXISTS gsb_fence_writes ON public.$t;"
+		  . " ALTER TABLE public.$t DROP CONSTRAINT ${t}_pkey");
 	$sjc->safe_psql('postgres', "VACUUM public.$t");
 	$sjc->safe_psql('postgres',
 		"SET ROLE tenant; CREATE RULE \"_RETURN\" AS ON SELECT TO public.$t DO INSTEAD SELECT * FROM public.steal()");
